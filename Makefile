@@ -1,0 +1,38 @@
+# clfeval developer commands. Every target creates what it needs from scratch:
+# the virtualenv from PyPI, Delta's jars from Maven Central (via delta-spark's
+# configure_spark_with_delta_pip, cached by Ivy under ~/.ivy2.5.2).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= demo_output
+DEMO_ROWS ?= 1000000
+
+.PHONY: demo test lint format bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+## demo: generate a demo predictions table, evaluate it, print a summary
+demo: $(STAMP)
+	$(PY) jobs/generate_demo.py --output $(DEMO_DIR)/predictions --rows $(DEMO_ROWS)
+	$(PY) jobs/evaluate.py --config conf/demo.toml --set output.path=$(DEMO_DIR)/metrics \
+		--set input.path=$(DEMO_DIR)/predictions
+
+## test: the whole test suite (CI runs exactly this)
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check lib jobs tests
+	$(VENV)/bin/ruff format --check lib jobs tests
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format lib jobs tests
+	$(VENV)/bin/ruff check --fix lib jobs tests
+
+clean:
+	rm -rf $(DEMO_DIR) spark-warehouse metastore_db derby.log

@@ -1,0 +1,162 @@
+"""Command-line front ends of the jobs (argument parsing, exit codes, console output)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import traceback
+
+from clfeval.errors import EXIT_CONFIG, EXIT_OK, EXIT_UNEXPECTED, ClfevalError, ConfigError
+
+EVALUATE_HELP = """\
+Evaluate a binary classifier's predictions (a Delta table) and write Delta
+tables of metrics under output.path (or output.catalog_schema):
+
+  score_histograms    mergeable daily per-bin states (model x version x slice x day)
+  confusion_matrices  counts and weights at every operating threshold
+  metrics             long format: metric, class_label, threshold, value, bounds, counts
+  curves              ROC and PR points with their thresholds
+  runs                one row per run: status, input version, rows read, rejects
+
+A rerun of the same dates replaces exactly its own rows.
+
+exit codes:
+  0  success
+  2  configuration or command-line error (every problem listed)
+  3  input contract error: missing input, missing column, wrong type
+  4  too many rejected rows (run.max_reject_fraction); nothing was written
+  1  unexpected failure
+"""
+
+EVALUATE_EPILOG = """\
+examples:
+  python jobs/evaluate.py --config conf/demo.toml
+  python jobs/evaluate.py --config conf/demo.toml --start-date 2026-11-01 --end-date 2026-11-07
+  python jobs/evaluate.py --config conf/demo.toml --set metrics.thresholds='[0.1, 0.5]'
+  spark-submit --packages io.delta:delta-spark_4.2_2.13:4.4.0 jobs/evaluate.py --config ...
+"""
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits with the configuration-error code."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"configuration error (1 problem): {message}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG)
+
+
+def evaluate_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="evaluate.py",
+        description=EVALUATE_HELP,
+        epilog=EVALUATE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", metavar="FILE", help="TOML config (see conf/demo.toml)")
+    p.add_argument("--start-date", type=_date, metavar="YYYY-MM-DD",
+                   help="first event day to evaluate (default: the earliest in the input)")
+    p.add_argument("--end-date", type=_date, metavar="YYYY-MM-DD",
+                   help="last event day to evaluate, inclusive (default: the latest)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config value; the value is TOML (repeatable)")
+    p.add_argument("--master", help="Spark master when run with python (default: local[*])")
+    return p
+
+
+def format_table(rows: list[dict], columns: list[str]) -> str:
+    """A plain fixed-width table for the console."""
+
+    def cell(v: object) -> str:
+        if v is None:
+            return "NULL"
+        if isinstance(v, float):
+            return f"{v:.4f}"
+        if isinstance(v, int):
+            return f"{v:,}"
+        return str(v)
+
+    body = [[cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(b[i]) for b in body]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.rjust(w) for v, w in zip(b, widths, strict=True)) for b in body]
+    return "\n".join(lines)
+
+
+def print_summary(result) -> None:
+    print()
+    print(f"run {result.run_id}: {result.status}")
+    if result.window:
+        print(f"window: {result.window[0]} .. {result.window[1]} (daily)")
+    print(f"rows read {result.rows_read:,}, evaluated {result.rows_evaluated:,}, "
+          f"rejected {result.rows_rejected:,}")
+    for reason, n in sorted(result.reject_counts.items()):
+        print(f"  rejected: {reason:<20} {n:,}")
+    if result.summary:
+        print()
+        columns = ["model", "version", "rows", "positives", "roc_auc", "auc_lower", "auc_upper",
+                   "average_precision", "log_loss", "threshold", "precision", "recall"]
+        print(format_table(result.summary, columns))
+    print()
+
+
+def evaluate_main(argv: list[str] | None = None) -> int:
+    args = evaluate_parser().parse_args(argv)
+    try:
+        from clfeval.config import load_config
+
+        config = load_config(args.config, args.set)
+        if args.start_date and args.end_date and args.start_date > args.end_date:
+            raise ConfigError([f"--start-date {args.start_date} is after --end-date "
+                               f"{args.end_date}"])
+        from clfeval.io.session import build_session
+        from clfeval.pipeline import run_evaluation
+
+        spark = build_session("clfeval-evaluate", master=args.master,
+                              timezone=config.run.timezone)
+        result = run_evaluation(spark, config, args.start_date, args.end_date)
+        print_summary(result)
+        return EXIT_OK
+    except ClfevalError as exc:
+        print(exc.message(), file=sys.stderr)
+        return exc.exit_code
+    except Exception:
+        traceback.print_exc()
+        print("clfeval: unexpected failure (see the traceback above)", file=sys.stderr)
+        return EXIT_UNEXPECTED
+
+
+def generate_demo_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="generate_demo.py",
+        description="Write a demo predictions Delta table (partitioned by date): 2 models x "
+        "2 versions, segments region (5) and device (3), ~2%% positives with scores near 0, "
+        "a weight column and a small share of bad rows.",
+    )
+    p.add_argument("--output", required=True, help="folder of the Delta table to (over)write")
+    p.add_argument("--rows", type=int, default=1_000_000, help="number of rows (default 1M)")
+    p.add_argument("--days", type=int, default=14, help="number of days (default 14)")
+    p.add_argument("--start-date", type=_date, default=dt.date(2026, 11, 1))
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--master", help="Spark master (default: local[*])")
+    args = p.parse_args(argv)
+    from clfeval.io.session import build_session
+    from clfeval.io.tables import write_predictions
+    from clfeval.spark.demo_data import demo_predictions
+
+    spark = build_session("clfeval-demo-data", master=args.master)
+    df = demo_predictions(spark, rows=args.rows, days=args.days, start=args.start_date,
+                          seed=args.seed)
+    print(f"[clfeval] writing {args.rows:,} demo predictions to {args.output}")
+    write_predictions(df, args.output)
+    print(f"[clfeval] wrote {args.output}")
+    return EXIT_OK

@@ -1,0 +1,345 @@
+"""Typed, validated configuration (TOML).
+
+Every problem is collected and reported at once, each with its key path, before
+any Spark work starts. Identifiers (column and table names) are checked against
+a strict pattern so that they can never carry SQL; values that end up in Delta
+``replaceWhere`` predicates (model names, dates) are validated the same way.
+
+``--set section.key=value`` overrides are parsed as TOML values (``0.5``,
+``[0.1, 0.5]``, ``true``); anything that does not parse is taken as a string.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from clfeval.core.bins import BinLayout, make_layout
+from clfeval.errors import ConfigError
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+QUALIFIED_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}$")
+MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]*$")
+PREFIX = re.compile(r"^[A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    path: str | None = None
+    table: str | None = None
+    model_name_column: str = "model_name"
+    model_version_column: str = "model_version"
+    event_time_column: str = "event_time"
+    label_column: str = "label"
+    score_column: str = "score"
+    weight_column: str | None = None
+    date_partition_column: str | None = None
+    models: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    type: str = "binary"
+    positive_label: str | int | bool = 1
+    negative_labels: tuple[str | int | bool, ...] = ()
+
+
+@dataclass(frozen=True)
+class BinsConfig:
+    layout: str = "logit"
+    count: int = 960
+    logit_min: float = -12.0
+    logit_max: float = 12.0
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    thresholds: tuple[float, ...] = (0.5,)
+    f_beta: float = 2.0
+
+
+@dataclass(frozen=True)
+class SlicesConfig:
+    segment_columns: tuple[str, ...] = ()
+    crosses: tuple[tuple[str, ...], ...] = ()
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    path: str = "clfeval_output"
+    catalog_schema: str | None = None
+    table_prefix: str = ""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    max_reject_fraction: float = 0.05
+    timezone: str = "UTC"
+
+
+@dataclass(frozen=True)
+class Config:
+    input: InputConfig = field(default_factory=InputConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    bins: BinsConfig = field(default_factory=BinsConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    slices: SlicesConfig = field(default_factory=SlicesConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def layout(self) -> BinLayout:
+        """The fixed bin layout; operating thresholds are edges of it."""
+        if self.bins.layout == "logit":
+            lo, hi = self.bins.logit_min, self.bins.logit_max
+        else:
+            lo, hi = 0.0, 1.0
+        transform = "logit" if self.bins.layout == "logit" else "identity"
+        return make_layout(transform, self.bins.count, lo, hi, self.metrics.thresholds)
+
+    def slices_to_compute(self) -> list[tuple[str, ...]]:
+        """Overall, each segment column alone, then each configured cross."""
+        out: list[tuple[str, ...]] = [()]
+        out += [(c,) for c in self.slices.segment_columns]
+        out += [tuple(c) for c in self.slices.crosses]
+        return out
+
+    def finest_segments(self) -> tuple[str, ...]:
+        """Every segment column any slice uses: the grain of the one scan."""
+        seen: dict[str, None] = {}
+        for s in self.slices_to_compute():
+            for c in s:
+                seen[c] = None
+        return tuple(seen)
+
+    def positive_label_text(self) -> str:
+        return label_text(self.task.positive_label)
+
+    def negative_label_texts(self) -> tuple[str, ...]:
+        return tuple(label_text(v) for v in self.task.negative_labels)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self) -> str:
+        """sha256 of the canonical JSON of the whole config."""
+        text = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def label_text(value: object) -> str:
+    """Canonical text of a label, as Spark casts it to string (bools as true/false)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+SECTIONS: dict[str, type] = {
+    "input": InputConfig,
+    "task": TaskConfig,
+    "bins": BinsConfig,
+    "metrics": MetricsConfig,
+    "slices": SlicesConfig,
+    "output": OutputConfig,
+    "run": RunConfig,
+}
+
+
+def _did_you_mean(name: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(name, choices, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _parse_override_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str], problems: list[str]) -> None:
+    """Apply ``section.key=value`` overrides in place; bad ones become problems."""
+    for item in overrides:
+        if "=" not in item:
+            problems.append(f"--set {item!r}: expected section.key=value")
+            continue
+        path, text = item.split("=", 1)
+        parts = path.strip().split(".")
+        if len(parts) != 2 or not all(parts):
+            problems.append(f"--set {item!r}: key must be section.key, e.g. input.path")
+            continue
+        section, key = parts
+        raw.setdefault(section, {})
+        if not isinstance(raw[section], dict):
+            problems.append(f"{section}: expected a table")
+            continue
+        raw[section][key] = _parse_override_value(text.strip())
+
+
+def _check_type(path: str, value: Any, annotation: str, problems: list[str]) -> Any:
+    """Coerce and check one value against its field's annotation (as written in source)."""
+
+    def is_num(v: Any) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool)
+
+    kind = annotation.replace(" ", "")
+    if kind in ("str", "str|None"):
+        if value is None and kind.endswith("None"):
+            return None
+        if not isinstance(value, str):
+            problems.append(f"{path}: expected a string, got {value!r}")
+        return value
+    if kind == "int":
+        if not isinstance(value, int) or isinstance(value, bool):
+            problems.append(f"{path}: expected an integer, got {value!r}")
+        return value
+    if kind == "float":
+        if not is_num(value):
+            problems.append(f"{path}: expected a number, got {value!r}")
+            return value
+        return float(value)
+    if kind == "str|int|bool":
+        if not isinstance(value, str | int | bool):
+            problems.append(f"{path}: expected a string, integer or boolean, got {value!r}")
+        return value
+    if kind.startswith("tuple["):
+        if not isinstance(value, list | tuple):
+            problems.append(f"{path}: expected a list, got {value!r}")
+            return ()
+        inner = kind[len("tuple[") : -len(",...]")]
+        return tuple(_check_type(f"{path}[{i}]", v, inner, problems) for i, v in enumerate(value))
+    return value
+
+
+def parse_config(raw: dict[str, Any]) -> Config:
+    """Validate a raw dict (from TOML) into a Config, or raise ConfigError with every problem."""
+    problems: list[str] = []
+    sections: dict[str, Any] = {}
+    for section_name, section_value in raw.items():
+        if section_name not in SECTIONS:
+            problems.append(
+                f"{section_name}: unknown section{_did_you_mean(section_name, list(SECTIONS))}"
+            )
+            continue
+        if not isinstance(section_value, dict):
+            problems.append(f"{section_name}: expected a table of keys")
+            continue
+        cls = SECTIONS[section_name]
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        for key, value in section_value.items():
+            path = f"{section_name}.{key}"
+            if key not in fields:
+                problems.append(f"{path}: unknown key{_did_you_mean(key, list(fields))}")
+                continue
+            values[key] = _check_type(path, value, str(fields[key].type), problems)
+        sections[section_name] = values
+    if problems:
+        raise ConfigError(problems)
+    try:
+        config = Config(**{name: SECTIONS[name](**vals) for name, vals in sections.items()})
+    except TypeError as exc:  # pragma: no cover - guarded by the checks above
+        raise ConfigError([str(exc)]) from exc
+    problems.extend(_semantic_problems(config))
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _semantic_problems(c: Config) -> list[str]:
+    p: list[str] = []
+    i = c.input
+    if (i.path is None) == (i.table is None):
+        p.append("input: set exactly one of input.path or input.table")
+    if i.table is not None and not QUALIFIED_NAME.match(i.table):
+        p.append(f"input.table: {i.table!r} is not a valid [catalog.]schema.table name")
+    for key in (
+        "model_name_column",
+        "model_version_column",
+        "event_time_column",
+        "label_column",
+        "score_column",
+        "weight_column",
+        "date_partition_column",
+    ):
+        value = getattr(i, key)
+        if value is not None and not IDENTIFIER.match(value):
+            p.append(f"input.{key}: {value!r} is not a plain column name ([A-Za-z_][A-Za-z0-9_]*)")
+    for n, model in enumerate(i.models):
+        if not MODEL_NAME.match(model):
+            p.append(f"input.models[{n}]: {model!r} may only hold letters, digits and _ . : -")
+    if c.task.type != "binary":
+        p.append(f"task.type: {c.task.type!r} is not supported yet (expected 'binary')")
+    pos = label_text(c.task.positive_label)
+    if pos in {label_text(v) for v in c.task.negative_labels}:
+        p.append(f"task.negative_labels: contains the positive label {pos!r}")
+    b = c.bins
+    if b.layout not in ("logit", "uniform"):
+        p.append(f"bins.layout: {b.layout!r} must be 'logit' or 'uniform'")
+    if not 10 <= b.count <= 100_000:
+        p.append(f"bins.count: {b.count} must be between 10 and 100000")
+    if not -30.0 <= b.logit_min < b.logit_max <= 30.0:
+        p.append("bins.logit_min / bins.logit_max: need -30 <= logit_min < logit_max <= 30")
+    m = c.metrics
+    if not m.thresholds:
+        p.append("metrics.thresholds: give at least one operating threshold")
+    for n, t in enumerate(m.thresholds):
+        if not 0.0 < t <= 1.0:
+            p.append(f"metrics.thresholds[{n}]: {t} must lie in (0, 1] (the bin range)")
+    if len(set(m.thresholds)) != len(m.thresholds):
+        p.append("metrics.thresholds: duplicate thresholds")
+    if not m.f_beta > 0:
+        p.append(f"metrics.f_beta: {m.f_beta} must be > 0")
+    s = c.slices
+    for n, col in enumerate(s.segment_columns):
+        if not IDENTIFIER.match(col):
+            p.append(f"slices.segment_columns[{n}]: {col!r} is not a plain column name")
+    if len(set(s.segment_columns)) != len(s.segment_columns):
+        p.append("slices.segment_columns: duplicate columns")
+    for n, cross in enumerate(s.crosses):
+        if len(cross) < 2:
+            p.append(f"slices.crosses[{n}]: a cross needs at least two columns")
+        if len(set(cross)) != len(cross):
+            p.append(f"slices.crosses[{n}]: repeats a column")
+        for col in cross:
+            if not IDENTIFIER.match(col):
+                p.append(f"slices.crosses[{n}]: {col!r} is not a plain column name")
+    o = c.output
+    if o.catalog_schema is not None and not QUALIFIED_NAME.match(o.catalog_schema):
+        p.append(f"output.catalog_schema: {o.catalog_schema!r} is not a [catalog.]schema name")
+    if not PREFIX.match(o.table_prefix):
+        p.append(f"output.table_prefix: {o.table_prefix!r} may only hold letters, digits and _")
+    if not o.path:
+        p.append("output.path: must not be empty")
+    r = c.run
+    if not 0.0 <= r.max_reject_fraction <= 1.0:
+        p.append(f"run.max_reject_fraction: {r.max_reject_fraction} must lie in [0, 1]")
+    try:
+        ZoneInfo(r.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        p.append(f"run.timezone: {r.timezone!r} is not a known IANA time zone")
+    return p
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
+    """Read a TOML file (or start from defaults), apply overrides, validate."""
+    problems: list[str] = []
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError([f"--config: file {str(path)!r} does not exist"]) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([f"--config: {path} is not valid TOML: {exc}"]) from None
+    apply_overrides(raw, overrides or [], problems)
+    if problems:
+        raise ConfigError(problems)
+    return parse_config(raw)

@@ -1,0 +1,1 @@
+"""The math: numpy only, no pyspark, pandas or delta (DESIGN.md §6)."""

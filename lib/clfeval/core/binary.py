@@ -1,0 +1,330 @@
+"""Binary classification metrics from binned, mergeable states (numpy only).
+
+Conventions (as scikit-learn's ``roc_curve``):
+
+* a row is *predicted positive* iff ``score >= threshold``;
+* every count is weighted by the sample weight ``w`` (``w = 1`` without a
+  weight column); unweighted counts are carried beside them;
+* a ratio whose denominator is 0 is undefined and returned as ``None`` (NULL in
+  the tables), never as an exception or a fake 0. Numerator and denominator are
+  returned with every ratio so that a NULL can be explained.
+
+Within a bin all scores are treated as tied. For AUC this gives an exact
+interval: the binned trapezoid AUC is the midpoint of
+
+    lower = sum_b Wpos_b * Wneg_{<b}           / (P * N)
+    upper = lower + sum_b Wpos_b * Wneg_b      / (P * N)
+
+where ``Wneg_{<b}`` is the negative weight in bins below ``b``; the exact AUC of
+the unbinned scores always lies in [lower, upper] (only pairs that share a bin
+can be ordered either way). When all scores in a bin are equal (e.g. scores on
+bin edges), the binned results equal scikit-learn's to float precision.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from clfeval.core.bins import BinLayout
+
+# scikit-learn's log_loss clips probabilities to [eps, 1 - eps] with float64 eps.
+LOG_LOSS_EPS = float(np.finfo(np.float64).eps)
+
+
+@dataclass
+class BinaryState:
+    """Per-bin sums for one group (model, version, slice, window).
+
+    Every array has one entry per bin of the layout:
+        n_pos, n_neg: row counts of positives / negatives (int64)
+        w_pos, w_neg: sums of weights of positives / negatives
+        loss_sum:     sum of ``w * -log(clip(p))`` (positives) and
+                      ``w * -log(1 - clip(p))`` (negatives), ``clip`` to [eps, 1-eps]
+        sq_err_sum:   sum of ``w * (y - p)**2`` (Brier numerator)
+        score_sum:    sum of ``w * p`` (calibration)
+
+    States add: the state of a union of rows is the sum of their states.
+    """
+
+    n_pos: np.ndarray
+    n_neg: np.ndarray
+    w_pos: np.ndarray
+    w_neg: np.ndarray
+    loss_sum: np.ndarray
+    sq_err_sum: np.ndarray
+    score_sum: np.ndarray
+
+    FIELDS = ("n_pos", "n_neg", "w_pos", "w_neg", "loss_sum", "sq_err_sum", "score_sum")
+
+    @classmethod
+    def empty(cls, n_bins: int) -> BinaryState:
+        ints = {name: np.zeros(n_bins, dtype=np.int64) for name in ("n_pos", "n_neg")}
+        floats = {name: np.zeros(n_bins) for name in cls.FIELDS[2:]}
+        return cls(**ints, **floats)
+
+    @classmethod
+    def from_scores(
+        cls,
+        layout: BinLayout,
+        y_true: np.ndarray,
+        scores: np.ndarray,
+        weights: np.ndarray | None = None,
+    ) -> BinaryState:
+        """Reference accumulation from raw rows (``y_true`` in {0, 1}, scores in [0, 1])."""
+        y = np.asarray(y_true).astype(bool)
+        p = np.asarray(scores, dtype=np.float64)
+        w = np.ones_like(p) if weights is None else np.asarray(weights, dtype=np.float64)
+        bins = layout.bin_index(p)
+        n = layout.n_bins
+        clipped = np.clip(p, LOG_LOSS_EPS, 1.0 - LOG_LOSS_EPS)
+        loss = np.where(y, -np.log(clipped), -np.log1p(-clipped))
+        return cls(
+            n_pos=np.bincount(bins[y], minlength=n).astype(np.int64),
+            n_neg=np.bincount(bins[~y], minlength=n).astype(np.int64),
+            w_pos=np.bincount(bins[y], weights=w[y], minlength=n),
+            w_neg=np.bincount(bins[~y], weights=w[~y], minlength=n),
+            loss_sum=np.bincount(bins, weights=w * loss, minlength=n),
+            sq_err_sum=np.bincount(bins, weights=w * (y - p) ** 2, minlength=n),
+            score_sum=np.bincount(bins, weights=w * p, minlength=n),
+        )
+
+    def __add__(self, other: BinaryState) -> BinaryState:
+        return BinaryState(*(getattr(self, f) + getattr(other, f) for f in self.FIELDS))
+
+    @property
+    def positive_weight(self) -> float:
+        return float(self.w_pos.sum())
+
+    @property
+    def negative_weight(self) -> float:
+        return float(self.w_neg.sum())
+
+    @property
+    def total_weight(self) -> float:
+        return self.positive_weight + self.negative_weight
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.n_pos.sum() + self.n_neg.sum())
+
+
+def ratio(numerator: float, denominator: float) -> float | None:
+    """``numerator / denominator``, or None when the denominator is 0."""
+    return None if denominator == 0 else numerator / denominator
+
+
+@dataclass(frozen=True)
+class Confusion:
+    """Confusion counts at one threshold: weighted (tp..fn) and unweighted (n_tp..n_fn)."""
+
+    threshold: float
+    tp: float
+    fp: float
+    tn: float
+    fn: float
+    n_tp: int
+    n_fp: int
+    n_tn: int
+    n_fn: int
+
+
+@dataclass(frozen=True)
+class MetricValue:
+    """One metric of one group. ``threshold`` is None for threshold-free metrics."""
+
+    metric: str
+    value: float | None
+    threshold: float | None = None
+    numerator: float | None = None
+    denominator: float | None = None
+    bound_lower: float | None = None
+    bound_upper: float | None = None
+
+
+def _tail_sums(x: np.ndarray) -> np.ndarray:
+    """``out[b] = sum(x[b:])``: what is predicted positive at the lower edge of bin b."""
+    return np.cumsum(x[::-1])[::-1]
+
+
+def confusion_at(state: BinaryState, layout: BinLayout, thresholds: tuple[float, ...]) -> list:
+    """Confusion counts at each threshold (each must be an edge of ``layout``)."""
+    tp_w, fp_w = _tail_sums(state.w_pos), _tail_sums(state.w_neg)
+    tp_n, fp_n = _tail_sums(state.n_pos), _tail_sums(state.n_neg)
+    P, N = state.positive_weight, state.negative_weight
+    nP, nN = int(state.n_pos.sum()), int(state.n_neg.sum())
+    out = []
+    for t in thresholds:
+        j = layout.edge_index(t)
+        tp, fp = float(tp_w[j]), float(fp_w[j])
+        ntp, nfp = int(tp_n[j]), int(fp_n[j])
+        out.append(Confusion(t, tp, fp, N - fp, P - tp, ntp, nfp, nN - nfp, nP - ntp))
+    return out
+
+
+def threshold_metrics(c: Confusion, beta: float) -> list[MetricValue]:
+    """Metrics at one operating threshold from its (weighted) confusion counts.
+
+    accuracy = (TP+TN)/T, precision = TP/(TP+FP), recall = TP/(TP+FN),
+    specificity = TN/(TN+FP), fpr = FP/(FP+TN), fnr = FN/(FN+TP), npv = TN/(TN+FN),
+    f1 = 2TP/(2TP+FP+FN), f_beta = (1+b²)TP/((1+b²)TP+b²FN+FP),
+    mcc = (TP·TN − FP·FN)/sqrt((TP+FP)(TP+FN)(TN+FP)(TN+FN)),
+    balanced_accuracy = (recall+specificity)/2,
+    cohen_kappa = (p_o − p_e)/(1 − p_e) with p_o = accuracy and
+    p_e = ((TP+FP)(TP+FN) + (FN+TN)(FP+TN))/T²,
+    predicted_positive_rate = (TP+FP)/T.
+    """
+    tp, fp, tn, fn = c.tp, c.fp, c.tn, c.fn
+    total = tp + fp + tn + fn
+    b2 = beta * beta
+
+    def m(name: str, num: float, den: float) -> MetricValue:
+        return MetricValue(name, ratio(num, den), c.threshold, num, den)
+
+    recall = ratio(tp, tp + fn)
+    specificity = ratio(tn, tn + fp)
+    mcc_den = math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    if total > 0:
+        p_o = (tp + tn) / total
+        p_e = ((tp + fp) * (tp + fn) + (fn + tn) * (fp + tn)) / (total * total)
+        kappa = m("cohen_kappa", p_o - p_e, 1.0 - p_e)
+    else:
+        kappa = MetricValue("cohen_kappa", None, c.threshold)
+    balanced = None if recall is None or specificity is None else (recall + specificity) / 2
+    return [
+        m("accuracy", tp + tn, total),
+        m("precision", tp, tp + fp),
+        m("recall", tp, tp + fn),
+        m("specificity", tn, tn + fp),
+        m("fpr", fp, fp + tn),
+        m("fnr", fn, fn + tp),
+        m("npv", tn, tn + fn),
+        m("f1", 2 * tp, 2 * tp + fp + fn),
+        m(f"f_beta_{beta:g}", (1 + b2) * tp, (1 + b2) * tp + b2 * fn + fp),
+        m("mcc", tp * tn - fp * fn, mcc_den),
+        MetricValue("balanced_accuracy", balanced, c.threshold),
+        kappa,
+        m("predicted_positive_rate", tp + fp, total),
+    ]
+
+
+@dataclass(frozen=True)
+class AucInterval:
+    value: float
+    lower: float
+    upper: float
+
+
+def roc_auc(state: BinaryState) -> AucInterval | None:
+    """Binned ROC AUC (trapezoid, ties within a bin) with its guaranteed interval."""
+    P, N = state.positive_weight, state.negative_weight
+    if P <= 0 or N <= 0:
+        return None
+    neg_below = np.cumsum(state.w_neg) - state.w_neg
+    lower = float(np.dot(state.w_pos, neg_below)) / (P * N)
+    tied = float(np.dot(state.w_pos, state.w_neg)) / (P * N)
+    return AucInterval(lower + tied / 2, lower, lower + tied)
+
+
+def _occupied_descending(state: BinaryState) -> np.ndarray:
+    """Bins with positive weight, highest score first: the curves' distinct thresholds."""
+    return np.flatnonzero((state.w_pos + state.w_neg) > 0)[::-1]
+
+
+@dataclass(frozen=True)
+class Curve:
+    """Points of a curve, in the order they are drawn (threshold descending)."""
+
+    name: str
+    thresholds: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+
+
+def roc_curve(state: BinaryState, layout: BinLayout) -> Curve | None:
+    """ROC points (x = FPR, y = TPR) at each occupied bin's lower edge, from (0, 0)."""
+    P, N = state.positive_weight, state.negative_weight
+    if P <= 0 or N <= 0:
+        return None
+    bins = _occupied_descending(state)
+    tps = np.cumsum(state.w_pos[bins])
+    fps = np.cumsum(state.w_neg[bins])
+    return Curve(
+        "roc",
+        np.concatenate([[np.inf], layout.lower[bins]]),
+        np.concatenate([[0.0], fps / N]),
+        np.concatenate([[0.0], tps / P]),
+    )
+
+
+def pr_curve(state: BinaryState, layout: BinLayout) -> Curve | None:
+    """PR points (x = recall, y = precision) at each occupied bin, after (0, 1)."""
+    P = state.positive_weight
+    if P <= 0:
+        return None
+    bins = _occupied_descending(state)
+    tps = np.cumsum(state.w_pos[bins])
+    fps = np.cumsum(state.w_neg[bins])
+    return Curve(
+        "pr",
+        np.concatenate([[np.inf], layout.lower[bins]]),
+        np.concatenate([[0.0], tps / P]),
+        np.concatenate([[1.0], tps / (tps + fps)]),
+    )
+
+
+def average_precision(pr: Curve) -> float:
+    """AP = sum_k (R_k - R_{k-1}) * P_k over thresholds descending (scikit-learn's)."""
+    return float(np.dot(np.diff(pr.x), pr.y[1:]))
+
+
+def pr_auc(pr: Curve) -> float:
+    """Trapezoid area under the PR curve, as ``sklearn.metrics.auc(recall, precision)``."""
+    return float(np.dot(np.diff(pr.x), (pr.y[1:] + pr.y[:-1]) / 2))
+
+
+def threshold_free_metrics(state: BinaryState, layout: BinLayout) -> list[MetricValue]:
+    """ROC AUC (+ bounds), average precision, PR-AUC, log loss, Brier score, prevalence.
+
+    log_loss = sum(w * -log p_true) / sum(w), brier_score = sum(w * (y - p)^2) / sum(w),
+    prevalence = P / (P + N).
+    """
+    total = state.total_weight
+    auc = roc_auc(state)
+    pr = pr_curve(state, layout)
+    out = [
+        MetricValue("roc_auc", None)
+        if auc is None
+        else MetricValue("roc_auc", auc.value, bound_lower=auc.lower, bound_upper=auc.upper),
+        MetricValue("average_precision", None if pr is None else average_precision(pr)),
+        MetricValue("pr_auc", None if pr is None else pr_auc(pr)),
+    ]
+    loss, sq = float(state.loss_sum.sum()), float(state.sq_err_sum.sum())
+    out += [
+        MetricValue("log_loss", ratio(loss, total), None, loss, total),
+        MetricValue("brier_score", ratio(sq, total), None, sq, total),
+        MetricValue("prevalence", ratio(state.positive_weight, total), None,
+                    state.positive_weight, total),
+    ]
+    return out
+
+
+@dataclass(frozen=True)
+class BinaryEvaluation:
+    metrics: list[MetricValue]
+    confusions: list[Confusion]
+    curves: list[Curve]
+
+
+def evaluate(
+    state: BinaryState, layout: BinLayout, thresholds: tuple[float, ...], beta: float
+) -> BinaryEvaluation:
+    """All binary metrics, confusion matrices and curves of one group."""
+    confusions = confusion_at(state, layout, thresholds)
+    metrics = threshold_free_metrics(state, layout)
+    for c in confusions:
+        metrics.extend(threshold_metrics(c, beta))
+    curves = [c for c in (roc_curve(state, layout), pr_curve(state, layout)) if c is not None]
+    return BinaryEvaluation(metrics, confusions, curves)

@@ -1,0 +1,46 @@
+"""Errors a user can act on, and the exit codes the jobs map them to."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_UNEXPECTED = 1
+EXIT_CONFIG = 2
+EXIT_CONTRACT = 3
+EXIT_REJECT_LIMIT = 4
+
+
+class ClfevalError(Exception):
+    """An error with a list of problems, reported together in one paragraph."""
+
+    exit_code = EXIT_UNEXPECTED
+    title = "clfeval error"
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__(self.message())
+
+    def message(self) -> str:
+        count = len(self.problems)
+        noun = "problem" if count == 1 else "problems"
+        return f"{self.title} ({count} {noun}): " + "; ".join(self.problems)
+
+
+class ConfigError(ClfevalError):
+    """The configuration or command line is invalid; nothing was read or written."""
+
+    exit_code = EXIT_CONFIG
+    title = "configuration error"
+
+
+class ContractError(ClfevalError):
+    """The input table violates the input contract; nothing was scanned or written."""
+
+    exit_code = EXIT_CONTRACT
+    title = "input contract error"
+
+
+class RejectLimitError(ClfevalError):
+    """Too many rows were rejected; the run failed before writing any metrics."""
+
+    exit_code = EXIT_REJECT_LIMIT
+    title = "reject limit exceeded"

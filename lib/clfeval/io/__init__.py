@@ -1,0 +1,1 @@
+"""Session building, Delta reads and idempotent writes; no math here."""

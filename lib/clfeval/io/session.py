@@ -1,0 +1,46 @@
+"""Building a SparkSession with Delta Lake.
+
+Locally (``python jobs/...``) the session is built here and Delta's jars come
+from Maven Central through delta-spark's ``configure_spark_with_delta_pip``
+(Ivy caches them under ``~/.ivy2.5.2``). Under ``spark-submit`` the JVM already
+exists, so jars and static SQL settings must come from the command line
+(``--packages io.delta:delta-spark_4.2_2.13:4.4.0`` and the two ``--conf``
+lines in the README); ``getOrCreate`` then returns that session.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pyspark.sql import SparkSession
+
+DELTA_CONF = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
+
+
+def build_session(
+    app_name: str = "clfeval",
+    master: str | None = None,
+    timezone: str = "UTC",
+    extra_conf: dict[str, str] | None = None,
+) -> SparkSession:
+    """A SparkSession with Delta enabled and the session time zone set."""
+    from delta import configure_spark_with_delta_pip
+
+    builder = SparkSession.builder.appName(app_name)
+    master = master or os.environ.get("CLFEVAL_SPARK_MASTER")
+    if master:
+        builder = builder.master(master)
+    conf = {
+        **DELTA_CONF,
+        "spark.sql.session.timeZone": timezone,
+        "spark.ui.showConsoleProgress": "true",
+        **(extra_conf or {}),
+    }
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    spark = configure_spark_with_delta_pip(builder).getOrCreate()
+    spark.conf.set("spark.sql.session.timeZone", timezone)
+    return spark

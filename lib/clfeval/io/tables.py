@@ -1,0 +1,190 @@
+"""Delta reads and idempotent writes of the output tables.
+
+Every output table carries the key columns ``model_name, model_version,
+slice_key, slice_value, granularity, window_start, window_end`` and is
+partitioned by ``granularity, window_start``. A run replaces exactly the
+windows it computed with Delta's ``replaceWhere``; the predicate is built only
+from validated values (a granularity from a fixed list, ``datetime.date``
+objects, model names that matched ``config.MODEL_NAME``), never from raw text.
+Delta checks that every written row satisfies the predicate, and a failed write
+commits nothing, so a crash leaves the previous state intact.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+
+from delta.tables import DeltaTable
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from clfeval.config import MODEL_NAME, Config
+
+OUTPUT_TABLES = ("score_histograms", "confusion_matrices", "metrics", "curves", "runs")
+PARTITION_COLUMNS = ("granularity", "window_start")
+GRANULARITIES = ("day",)
+
+RUNS_SCHEMA = T.StructType(
+    [
+        T.StructField("run_id", T.StringType()),
+        T.StructField("started_at", T.TimestampType()),
+        T.StructField("ended_at", T.TimestampType()),
+        T.StructField("status", T.StringType()),
+        T.StructField("config_hash", T.StringType()),
+        T.StructField("code_version", T.StringType()),
+        T.StructField("input", T.StringType()),
+        T.StructField("input_version", T.LongType()),
+        T.StructField("start_date", T.DateType()),
+        T.StructField("end_date", T.DateType()),
+        T.StructField("rows_read", T.LongType()),
+        T.StructField("rows_evaluated", T.LongType()),
+        T.StructField("rows_rejected", T.LongType()),
+        T.StructField("reject_counts", T.MapType(T.StringType(), T.LongType())),
+        T.StructField("tables_written", T.ArrayType(T.StringType())),
+        T.StructField("output_versions", T.MapType(T.StringType(), T.LongType())),
+        T.StructField("message", T.StringType()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class TableLocation:
+    """Either a path (``output.path``) or a catalog name (``output.catalog_schema``)."""
+
+    name: str
+    path: str | None = None
+    qualified_name: str | None = None
+
+    def __str__(self) -> str:
+        return self.qualified_name or self.path or self.name
+
+
+def output_location(config: Config, table: str) -> TableLocation:
+    o = config.output
+    full = f"{o.table_prefix}{table}"
+    if o.catalog_schema:
+        return TableLocation(table, qualified_name=f"{o.catalog_schema}.{full}")
+    return TableLocation(table, path=os.path.join(o.path, full))
+
+
+def input_location(config: Config) -> TableLocation:
+    i = config.input
+    return TableLocation("input", path=i.path, qualified_name=i.table)
+
+
+def _delta_table(spark: SparkSession, loc: TableLocation) -> DeltaTable | None:
+    if loc.qualified_name is not None:
+        if not spark.catalog.tableExists(loc.qualified_name):
+            return None
+        return DeltaTable.forName(spark, loc.qualified_name)
+    assert loc.path is not None
+    if not DeltaTable.isDeltaTable(spark, loc.path):
+        return None
+    return DeltaTable.forPath(spark, loc.path)
+
+
+def table_exists(spark: SparkSession, loc: TableLocation) -> bool:
+    return _delta_table(spark, loc) is not None
+
+
+def read_table(spark: SparkSession, loc: TableLocation) -> DataFrame:
+    if loc.qualified_name is not None:
+        return spark.read.table(loc.qualified_name)
+    return spark.read.format("delta").load(loc.path)
+
+
+def table_version(spark: SparkSession, loc: TableLocation) -> int | None:
+    """The latest committed Delta version, or None when the table does not exist."""
+    table = _delta_table(spark, loc)
+    if table is None:
+        return None
+    return int(table.history(1).select("version").first()[0])
+
+
+def window_predicate(
+    granularity: str, start: dt.date, end: dt.date, models: tuple[str, ...]
+) -> str:
+    """The replaceWhere predicate of a run, from validated values only."""
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"unknown granularity {granularity!r}")
+    if not isinstance(start, dt.date) or not isinstance(end, dt.date):
+        raise TypeError("window bounds must be datetime.date objects")
+    parts = [
+        f"granularity = '{granularity}'",
+        f"window_start >= DATE'{start.isoformat()}'",
+        f"window_start <= DATE'{end.isoformat()}'",
+    ]
+    for model in models:
+        if not MODEL_NAME.match(model):
+            raise ValueError(f"model name {model!r} is not valid in a predicate")
+    if models:
+        parts.append("model_name IN (" + ", ".join(f"'{m}'" for m in models) + ")")
+    return " AND ".join(parts)
+
+
+def replace_windows(
+    spark: SparkSession,
+    df: DataFrame,
+    loc: TableLocation,
+    granularity: str,
+    start: dt.date,
+    end: dt.date,
+    models: tuple[str, ...],
+) -> int | None:
+    """Atomically replace the rows of [start, end] (and models) with ``df``; returns the version."""
+    writer = df.write.format("delta").partitionBy(*PARTITION_COLUMNS)
+    if table_exists(spark, loc):
+        predicate = window_predicate(granularity, start, end, models)
+        writer = writer.mode("overwrite").option("replaceWhere", predicate)
+    else:
+        writer = writer.mode("append")
+    if loc.qualified_name is not None:
+        writer.saveAsTable(loc.qualified_name)
+    else:
+        writer.save(loc.path)
+    return table_version(spark, loc)
+
+
+def _literal(value: object, data_type: T.DataType) -> Column:
+    if isinstance(data_type, T.MapType):
+        items = value or {}
+        if not items:
+            return F.lit(None).cast(data_type)
+        flat = [c for k, v in sorted(items.items()) for c in (F.lit(k), F.lit(v))]
+        return F.create_map(*flat).cast(data_type)
+    if isinstance(data_type, T.ArrayType):
+        return F.array(*[F.lit(v) for v in (value or [])]).cast(data_type)
+    return F.lit(value).cast(data_type)
+
+
+def start_run(spark: SparkSession, config: Config, record: dict) -> None:
+    """Append the run's first row (status 'running') to the runs table."""
+    loc = output_location(config, "runs")
+    row = [_literal(record.get(f.name), f.dataType).alias(f.name) for f in RUNS_SCHEMA.fields]
+    df = spark.range(1).select(*row)
+    writer = df.write.format("delta").mode("append")
+    if loc.qualified_name is not None:
+        writer.saveAsTable(loc.qualified_name)
+    else:
+        writer.save(loc.path)
+
+
+def finish_run(spark: SparkSession, config: Config, run_id: str, updates: dict) -> None:
+    """Set the final fields of a run's row (status, counts, versions, end time)."""
+    table = _delta_table(spark, output_location(config, "runs"))
+    if table is None:
+        return
+    types = {f.name: f.dataType for f in RUNS_SCHEMA.fields}
+    assignments = {k: _literal(v, types[k]) for k, v in updates.items()}
+    assignments["ended_at"] = F.current_timestamp()
+    table.update(condition=F.col("run_id") == F.lit(run_id), set=assignments)
+
+
+def write_predictions(df: DataFrame, path: str, partition_column: str = "date") -> None:
+    """(Over)write a predictions table partitioned by date (demo data, tests, benchmarks)."""
+    df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").partitionBy(
+        partition_column
+    ).save(path)

@@ -1,0 +1,259 @@
+"""The only module that sequences the steps of an evaluation run.
+
+check config and input contract -> record the run as 'running' -> one scan to
+per-bin states -> count rejects (fail before writing if too many) -> write the
+daily ``score_histograms`` -> derive ``metrics``, ``confusion_matrices`` and
+``curves`` from the stored histograms -> record the run as 'succeeded'.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from clfeval import __version__
+from clfeval.config import Config
+from clfeval.core.binary import BinaryState, evaluate
+from clfeval.errors import ConfigError, ContractError, RejectLimitError
+from clfeval.io import tables
+from clfeval.spark import aggregate, contract, derive
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    status: str
+    rows_read: int = 0
+    rows_evaluated: int = 0
+    reject_counts: dict[str, int] = field(default_factory=dict)
+    window: tuple[dt.date, dt.date] | None = None
+    output_versions: dict[str, int] = field(default_factory=dict)
+    summary: list[dict] = field(default_factory=list)
+
+    @property
+    def rows_rejected(self) -> int:
+        return sum(self.reject_counts.values())
+
+
+class _Phases:
+    """One console line per phase, with the time since the run started."""
+
+    def __init__(self, log: Log):
+        self.log = log
+        self.started = time.monotonic()
+
+    def __call__(self, text: str) -> None:
+        self.log(f"[clfeval {time.monotonic() - self.started:7.1f}s] {text}")
+
+
+def negative_label_name(config: Config) -> str:
+    negatives = config.negative_label_texts()
+    if len(negatives) == 1:
+        return negatives[0]
+    return f"not_{config.positive_label_text()}"
+
+
+def _read_input(spark: SparkSession, config: Config) -> tuple[DataFrame, int | None]:
+    loc = tables.input_location(config)
+    if not tables.table_exists(spark, loc):
+        key = "input.table" if config.input.table else "input.path"
+        raise ContractError([f"{key}: {loc} does not exist or is not a Delta table"])
+    raw = tables.read_table(spark, loc)
+    contract.check_contract(raw.schema, config)
+    return raw, tables.table_version(spark, loc)
+
+
+def run_evaluation(
+    spark: SparkSession,
+    config: Config,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    log: Log = print,
+) -> RunResult:
+    """Evaluate the input days [start, end] (all days when None) and write every table."""
+    phase = _Phases(log)
+    if start is not None and end is not None and start > end:
+        raise ConfigError([f"--start-date {start} is after --end-date {end}"])
+    spark.conf.set("spark.sql.session.timeZone", config.run.timezone)
+    layout = config.layout()
+    phase(f"checking input {tables.input_location(config)}")
+    raw, input_version = _read_input(spark, config)
+
+    run_id = uuid.uuid4().hex
+    result = RunResult(run_id, "running")
+    tables.start_run(
+        spark,
+        config,
+        {
+            "run_id": run_id,
+            "started_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
+            "status": "running",
+            "config_hash": config.fingerprint(),
+            "code_version": __version__,
+            "input": str(tables.input_location(config)),
+            "input_version": input_version,
+            "start_date": start,
+            "end_date": end,
+        },
+    )
+    try:
+        _run(spark, config, layout, raw, start, end, result, phase)
+    except BaseException as exc:
+        result.status = "failed"
+        tables.finish_run(spark, config, run_id, {**_run_fields(result), "message": str(exc)[:4000]})
+        raise
+    result.status = "succeeded"
+    tables.finish_run(spark, config, run_id, _run_fields(result))
+    phase(f"run {run_id} succeeded")
+    return result
+
+
+def _run_fields(result: RunResult) -> dict:
+    return {
+        "status": result.status,
+        "rows_read": result.rows_read,
+        "rows_evaluated": result.rows_evaluated,
+        "rows_rejected": result.rows_rejected,
+        "reject_counts": result.reject_counts,
+        "tables_written": sorted(result.output_versions),
+        "output_versions": result.output_versions,
+    }
+
+
+def _run(
+    spark: SparkSession,
+    config: Config,
+    layout,
+    raw: DataFrame,
+    start: dt.date | None,
+    end: dt.date | None,
+    result: RunResult,
+    phase: _Phases,
+) -> None:
+    rows = contract.normalize(contract.select_range(raw, config, start, end), config)
+    phase(f"scanning input: one aggregation to {layout.n_bins} score bins per group")
+    states = aggregate.scan_states(rows, config, layout).persist()
+    try:
+        per_day = aggregate.reject_counts(states).collect()
+        result.rows_read = sum(int(r["n_rows"]) for r in per_day)
+        for r in per_day:
+            if r["reject_reason"]:
+                reason = r["reject_reason"]
+                result.reject_counts[reason] = result.reject_counts.get(reason, 0) + int(
+                    r["n_rows"]
+                )
+        result.rows_evaluated = result.rows_read - result.rows_rejected
+        phase(
+            f"read {result.rows_read:,} rows: {result.rows_evaluated:,} evaluated, "
+            f"{result.rows_rejected:,} rejected"
+        )
+        if result.rows_read == 0:
+            phase("no input rows in the date range: nothing to write")
+            return
+        fraction = result.rows_rejected / result.rows_read
+        if fraction > config.run.max_reject_fraction:
+            detail = ", ".join(f"{k}={v}" for k, v in sorted(result.reject_counts.items()))
+            raise RejectLimitError(
+                [
+                    f"{fraction:.2%} of {result.rows_read} rows were rejected, more than "
+                    f"run.max_reject_fraction={config.run.max_reject_fraction} ({detail})"
+                ]
+            )
+        days = [r["day"] for r in per_day if r["day"] is not None]
+        if not days:
+            phase("every row was rejected: nothing to write")
+            return
+        window = (start or min(days), end or max(days))
+        result.window = window
+        models = config.input.models
+        phase(f"writing score_histograms for {window[0]} .. {window[1]}")
+        histograms = aggregate.rollup_slices(states, config, layout)
+        loc = tables.output_location(config, "score_histograms")
+        result.output_versions["score_histograms"] = tables.replace_windows(
+            spark, histograms, loc, "day", window[0], window[1], models
+        )
+    finally:
+        states.unpersist()
+
+    stored = _stored_histograms(spark, config, window)
+    derived = derive.derive_tables(
+        stored,
+        layout,
+        config.metrics.thresholds,
+        config.metrics.f_beta,
+        config.positive_label_text(),
+        negative_label_name(config),
+    )
+    for name, df in derived.items():
+        phase(f"writing {name}")
+        result.output_versions[name] = tables.replace_windows(
+            spark, df, tables.output_location(config, name), "day", window[0], window[1], models
+        )
+    phase("summarizing")
+    result.summary = summarize(stored, config)
+
+
+def _stored_histograms(
+    spark: SparkSession, config: Config, window: tuple[dt.date, dt.date]
+) -> DataFrame:
+    stored = tables.read_table(spark, tables.output_location(config, "score_histograms"))
+    stored = stored.where(
+        (F.col("granularity") == F.lit("day"))
+        & (F.col("window_start") >= F.lit(window[0]))
+        & (F.col("window_start") <= F.lit(window[1]))
+        & (F.col("layout_id") == F.lit(config.layout().layout_id))
+    )
+    if config.input.models:
+        stored = stored.where(F.col("model_name").isin(*[F.lit(m) for m in config.input.models]))
+    return stored
+
+
+def summarize(stored: DataFrame, config: Config) -> list[dict]:
+    """Whole-window metrics per model version, overall slice (states merged in Spark)."""
+    layout = config.layout()
+    merged = (
+        stored.where(F.col("slice_key") == F.lit(""))
+        .groupBy("model_name", "model_version", "bin")
+        .agg(*[F.sum(c).alias(c) for c in BinaryState.FIELDS])
+        .collect()
+    )
+    groups: dict[tuple[str, str], list] = {}
+    for r in merged:
+        groups.setdefault((r["model_name"], r["model_version"]), []).append(r)
+    threshold = config.metrics.thresholds[0]
+    out = []
+    for (model, version), rows in sorted(groups.items()):
+        state = BinaryState.empty(layout.n_bins)
+        for r in rows:
+            for name in BinaryState.FIELDS:
+                getattr(state, name)[r["bin"]] += r[name]
+        values = {
+            (m.metric, m.threshold): m
+            for m in evaluate(state, layout, (threshold,), config.metrics.f_beta).metrics
+        }
+        auc = values[("roc_auc", None)]
+        out.append(
+            {
+                "model": model,
+                "version": version,
+                "rows": state.n_rows,
+                "positives": int(state.n_pos.sum()),
+                "roc_auc": auc.value,
+                "auc_lower": auc.bound_lower,
+                "auc_upper": auc.bound_upper,
+                "average_precision": values[("average_precision", None)].value,
+                "log_loss": values[("log_loss", None)].value,
+                "threshold": threshold,
+                "precision": values[("precision", threshold)].value,
+                "recall": values[("recall", threshold)].value,
+            }
+        )
+    return out

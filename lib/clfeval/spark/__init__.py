@@ -1,0 +1,1 @@
+"""Spark aggregation (pyspark only): input contract, bucketing, the one scan, derive."""

@@ -1,0 +1,134 @@
+"""The one scan: normalized rows -> per-bin states at the finest grain -> slices.
+
+Shape of the computation (DESIGN.md §3):
+
+1. ``scan_states``: one aggregation over the input rows, grouped by
+   (model, version, day, every segment column any slice uses, reject reason, bin).
+   Rejected rows land in groups with a NULL bin and only a row count.
+2. ``rollup_slices``: the small result of (1) is summed up to every configured
+   slice (overall, each segment, each cross). Sums of counts are exact, so this
+   equals a per-slice scan without reading the input again; unlike grouping
+   sets it does not copy every input row once per slice.
+"""
+
+from __future__ import annotations
+
+from functools import reduce
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from clfeval.config import Config
+from clfeval.core.binary import LOG_LOSS_EPS
+from clfeval.core.bins import BinLayout
+from clfeval.spark.contract import segment_column_name
+
+# Clip before the logit so that 0 and 1 give finite values; the bin correction
+# against the exact edges below makes the clipping invisible in the result.
+_SMALLEST = 1e-300
+_BELOW_ONE = 1.0 - 2.0**-53
+
+STATE_SUMS = ("n_pos", "n_neg", "w_pos", "w_neg", "loss_sum", "sq_err_sum", "score_sum")
+DAY_KEYS = ("model_name", "model_version", "day")
+
+
+def bin_index_column(score: Column, layout: BinLayout) -> Column:
+    """Spark twin of ``BinLayout.bin_index`` for scores in [0, 1]: ``#{E <= s} - 1``.
+
+    ``#{grid <= s}`` is guessed arithmetically from the grid coordinate of ``s``
+    and corrected by one comparison on each side against the exact grid edges
+    (float rounding can only move the guess by one); the extra edges (0, 1 and
+    off-grid thresholds) are then counted with one comparison each.
+    """
+    grid = [float(x) for x in layout.grid_edges]
+    n_grid = len(grid)
+    if layout.transform == "logit":
+        clipped = F.least(F.greatest(score, F.lit(_SMALLEST)), F.lit(_BELOW_ONE))
+        coordinate = F.log(clipped) - F.log1p(-clipped)
+    else:
+        coordinate = score
+    raw = F.floor((coordinate - F.lit(layout.grid_start)) / F.lit(layout.grid_step)) + F.lit(1)
+    guess = F.least(F.greatest(raw.cast("int"), F.lit(0)), F.lit(n_grid))
+    edges = F.array(*[F.lit(x) for x in grid])
+    too_high = (guess > 0) & (F.try_element_at(edges, guess) > score)
+    too_low = (guess < n_grid) & (F.try_element_at(edges, guess + 1) <= score)
+    grid_count = guess - too_high.cast("int") + too_low.cast("int")
+    extras = [(score >= F.lit(float(x))).cast("int") for x in layout.extra_edges]
+    return reduce(lambda a, b: a + b, extras, grid_count) - F.lit(1)
+
+
+def scan_states(rows: DataFrame, config: Config, layout: BinLayout) -> DataFrame:
+    """The single aggregation over normalized rows (see ``contract.normalize``).
+
+    Output columns: DAY_KEYS, segment columns, reject_reason, bin, n_rows and
+    STATE_SUMS. For rejected rows ``bin`` and the sums are NULL.
+    """
+    valid = F.col("reject_reason").isNull()
+    pos = F.col("y") == F.lit(1)
+    neg = F.col("y") == F.lit(0)
+    p = F.col("score")
+    w = F.col("weight")
+    clipped = F.least(F.greatest(p, F.lit(LOG_LOSS_EPS)), F.lit(1.0 - LOG_LOSS_EPS))
+    loss = F.when(pos, -F.log(clipped)).otherwise(-F.log1p(-clipped))
+    binned = rows.withColumn("bin", F.when(valid, bin_index_column(p, layout)))
+    group = [*DAY_KEYS, *[segment_column_name(c) for c in config.finest_segments()]]
+    return binned.groupBy(*group, "reject_reason", "bin").agg(
+        F.count(F.lit(1)).alias("n_rows"),
+        F.sum(F.when(pos, 1).otherwise(0)).cast("long").alias("n_pos"),
+        F.sum(F.when(neg, 1).otherwise(0)).cast("long").alias("n_neg"),
+        F.sum(F.when(pos, w)).alias("w_pos"),
+        F.sum(F.when(neg, w)).alias("w_neg"),
+        F.sum(w * loss).alias("loss_sum"),
+        F.sum(w * (F.col("y") - p) * (F.col("y") - p)).alias("sq_err_sum"),
+        F.sum(w * p).alias("score_sum"),
+    )
+
+
+def reject_counts(states: DataFrame) -> DataFrame:
+    """Rows per (model, version, day, reason), from the scan's result."""
+    return (
+        states.groupBy(*DAY_KEYS, "reject_reason")
+        .agg(F.sum("n_rows").alias("n_rows"))
+        .withColumn("reject_reason", F.coalesce(F.col("reject_reason"), F.lit("")))
+    )
+
+
+def rollup_slices(states: DataFrame, config: Config, layout: BinLayout) -> DataFrame:
+    """Daily histograms for every slice, with the key columns of the output tables."""
+    valid = states.where(F.col("reject_reason").isNull())
+    per_slice = []
+    for columns in config.slices_to_compute():
+        seg = [segment_column_name(c) for c in columns]
+        summed = valid.groupBy(*DAY_KEYS, *seg, "bin").agg(
+            *[F.sum(F.coalesce(F.col(s), F.lit(0))).alias(s) for s in STATE_SUMS]
+        )
+        value = F.concat_ws(",", *[F.col(c) for c in seg]) if seg else F.lit("")
+        per_slice.append(
+            summed.select(
+                *DAY_KEYS,
+                F.lit(",".join(columns)).alias("slice_key"),
+                value.alias("slice_value"),
+                "bin",
+                *STATE_SUMS,
+            )
+        )
+    union = reduce(DataFrame.unionByName, per_slice)
+    lower = F.array(*[F.lit(float(x)) for x in layout.lower])
+    upper = F.array(*[F.lit(float(x)) for x in layout.upper])
+    return union.select(
+        "model_name",
+        "model_version",
+        "slice_key",
+        "slice_value",
+        F.lit("day").alias("granularity"),
+        F.col("day").alias("window_start"),
+        F.date_add(F.col("day"), 1).alias("window_end"),
+        F.lit(config.positive_label_text()).alias("class_label"),
+        F.col("bin").cast("int").alias("bin"),
+        F.element_at(lower, F.col("bin") + 1).alias("bin_lower"),
+        F.element_at(upper, F.col("bin") + 1).alias("bin_upper"),
+        F.col("n_pos").cast("long").alias("n_pos"),
+        F.col("n_neg").cast("long").alias("n_neg"),
+        *[F.col(s).cast("double").alias(s) for s in STATE_SUMS[2:]],
+        F.lit(layout.layout_id).alias("layout_id"),
+    )

@@ -1,0 +1,93 @@
+"""A realistic, seeded predictions table for demos, tests and benchmarks.
+
+Scores are logit-normal: negatives around logit -5 (score ~0.007), positives
+around logit -1.5, so that scores crowd near 0 as they do for imbalanced
+models; version ``v2`` of each model separates the classes better, and a small
+share of rows is bad on purpose (null/NaN/out-of-range score, null label) so
+that reject counting shows.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+MODELS = (("fraud_detector", "v1"), ("fraud_detector", "v2"), ("churn_model", "v1"),
+          ("churn_model", "v2"))
+REGIONS = ("EU", "NA", "APAC", "LATAM", "MEA")
+DEVICES = ("mobile", "desktop", "tablet")
+
+
+def _pick(values: tuple[str, ...], u: Column, weights: tuple[float, ...]) -> Column:
+    """values[i] with probability weights[i], from a uniform draw u."""
+    total = sum(weights)
+    expr, cumulative = None, 0.0
+    for value, weight in zip(values[:-1], weights[:-1], strict=True):
+        cumulative += weight / total
+        expr = (F.when(u < cumulative, F.lit(value)) if expr is None
+                else expr.when(u < cumulative, F.lit(value)))
+    return expr.otherwise(F.lit(values[-1]))
+
+
+def demo_predictions(
+    spark: SparkSession,
+    rows: int = 1_000_000,
+    days: int = 14,
+    start: dt.date = dt.date(2026, 11, 1),
+    positive_rate: float = 0.02,
+    bad_row_rate: float = 0.003,
+    seed: int = 7,
+    partitions: int = 8,
+) -> DataFrame:
+    """The demo predictions: one row per id, columns as in conf/demo.toml."""
+    base = spark.range(0, rows, numPartitions=partitions)
+    model_index = (F.col("id") % len(MODELS)).cast("int")
+    names = F.array(*[F.lit(m) for m, _ in MODELS])
+    versions = F.array(*[F.lit(v) for _, v in MODELS])
+    start_epoch = calendar.timegm(start.timetuple())  # midnight UTC
+    df = base.select(
+        F.col("id"),
+        F.element_at(names, model_index + 1).alias("model_name"),
+        F.element_at(versions, model_index + 1).alias("model_version"),
+        F.timestamp_seconds(F.lit(start_epoch) + F.floor(F.rand(seed) * days * 86400)).alias(
+            "event_time"
+        ),
+        _pick(REGIONS, F.rand(seed + 1), (0.35, 0.3, 0.2, 0.1, 0.05)).alias("region"),
+        _pick(DEVICES, F.rand(seed + 2), (0.6, 0.3, 0.1)).alias("device"),
+        F.rand(seed + 3).alias("u_label"),
+        F.randn(seed + 4).alias("noise"),
+        F.rand(seed + 5).alias("u_bad"),
+        F.randn(seed + 6).alias("u_weight"),
+    )
+    better = F.col("model_version") == F.lit("v2")
+    mobile_harder = F.when(F.col("device") == F.lit("mobile"), F.lit(0.4)).otherwise(F.lit(0.0))
+    is_positive = F.col("u_label") < F.lit(positive_rate)
+    mean_logit = F.when(is_positive, F.when(better, -1.0).otherwise(-1.6) - mobile_harder).otherwise(
+        F.lit(-5.0) + mobile_harder
+    )
+    score = 1.0 / (1.0 + F.exp(-(mean_logit + F.lit(1.3) * F.col("noise"))))
+    b = F.col("u_bad") / F.lit(bad_row_rate)  # uniform on [0, 1) for bad rows
+    bad = F.col("u_bad") < F.lit(bad_row_rate)
+    score = (
+        F.when(bad & (b < 0.3), F.lit(None).cast("double"))
+        .when(bad & (b < 0.45), F.lit(float("nan")))
+        .when(bad & (b < 0.55), F.lit(1.25))
+        .when(bad & (b < 0.6), F.lit(-0.01))
+        .otherwise(score)
+    )
+    label = F.when(bad & (b >= 0.6), F.lit(None).cast("int")).otherwise(is_positive.cast("int"))
+    return df.select(
+        "id",
+        "model_name",
+        "model_version",
+        "event_time",
+        F.to_date("event_time").alias("date"),
+        "region",
+        "device",
+        label.alias("label"),
+        score.alias("score"),
+        F.round(F.exp(F.lit(0.4) * F.col("u_weight")), 3).alias("weight"),
+    )

@@ -1,0 +1,212 @@
+"""Derive metrics, confusion matrices and curves from stored histograms.
+
+The math is ``core.binary``; this module only runs it where the states are:
+``groupBy(keys).applyInPandas`` hands each group's bins (at most a few
+thousand rows) to one Python worker. Nothing proportional to input rows ever
+reaches the driver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import types as T
+
+from clfeval.core.binary import BinaryEvaluation, BinaryState, evaluate
+from clfeval.core.bins import BinLayout
+
+KEY_COLUMNS = (
+    "model_name",
+    "model_version",
+    "slice_key",
+    "slice_value",
+    "granularity",
+    "window_start",
+    "window_end",
+)
+
+_KEY_FIELDS = [
+    T.StructField("model_name", T.StringType()),
+    T.StructField("model_version", T.StringType()),
+    T.StructField("slice_key", T.StringType()),
+    T.StructField("slice_value", T.StringType()),
+    T.StructField("granularity", T.StringType()),
+    T.StructField("window_start", T.DateType()),
+    T.StructField("window_end", T.DateType()),
+]
+
+
+def _schema(*fields: tuple[str, T.DataType]) -> T.StructType:
+    return T.StructType([*_KEY_FIELDS, *[T.StructField(n, t) for n, t in fields]])
+
+
+HISTOGRAM_SCHEMA = _schema(
+    ("class_label", T.StringType()),
+    ("bin", T.IntegerType()),
+    ("bin_lower", T.DoubleType()),
+    ("bin_upper", T.DoubleType()),
+    ("n_pos", T.LongType()),
+    ("n_neg", T.LongType()),
+    ("w_pos", T.DoubleType()),
+    ("w_neg", T.DoubleType()),
+    ("loss_sum", T.DoubleType()),
+    ("sq_err_sum", T.DoubleType()),
+    ("score_sum", T.DoubleType()),
+    ("layout_id", T.StringType()),
+)
+
+METRICS_SCHEMA = _schema(
+    ("metric", T.StringType()),
+    ("class_label", T.StringType()),
+    ("threshold", T.DoubleType()),
+    ("value", T.DoubleType()),
+    ("ci_lower", T.DoubleType()),
+    ("ci_upper", T.DoubleType()),
+    ("bound_lower", T.DoubleType()),
+    ("bound_upper", T.DoubleType()),
+    ("numerator", T.DoubleType()),
+    ("denominator", T.DoubleType()),
+    ("n_rows", T.LongType()),
+    ("n_positive", T.LongType()),
+    ("n_negative", T.LongType()),
+    ("weight_total", T.DoubleType()),
+)
+
+CONFUSION_SCHEMA = _schema(
+    ("threshold", T.DoubleType()),
+    ("actual_label", T.StringType()),
+    ("predicted_label", T.StringType()),
+    ("n_rows", T.LongType()),
+    ("weight", T.DoubleType()),
+)
+
+CURVES_SCHEMA = _schema(
+    ("curve", T.StringType()),
+    ("class_label", T.StringType()),
+    ("point", T.IntegerType()),
+    ("threshold", T.DoubleType()),
+    ("x", T.DoubleType()),
+    ("y", T.DoubleType()),
+)
+
+
+def state_from_pandas(pdf: pd.DataFrame, n_bins: int) -> BinaryState:
+    """One group's histogram rows (any order, any subset of bins) as a dense state."""
+    state = BinaryState.empty(n_bins)
+    bins = pdf["bin"].to_numpy(dtype=np.int64)
+    for name in BinaryState.FIELDS:
+        np.add.at(getattr(state, name), bins, pdf[name].to_numpy())
+    return state
+
+
+def _frame(key: dict, rows: list[dict], schema: T.StructType) -> pd.DataFrame:
+    columns = [f.name for f in schema.fields]
+    if not rows:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+    return pd.DataFrame([{**key, **r} for r in rows], columns=columns)
+
+
+def metric_rows(result: BinaryEvaluation, state: BinaryState, class_label: str) -> list[dict]:
+    counts = {
+        "n_rows": state.n_rows,
+        "n_positive": int(state.n_pos.sum()),
+        "n_negative": int(state.n_neg.sum()),
+        "weight_total": state.total_weight,
+    }
+    return [
+        {
+            "metric": m.metric,
+            "class_label": class_label,
+            "threshold": m.threshold,
+            "value": m.value,
+            "ci_lower": None,
+            "ci_upper": None,
+            "bound_lower": m.bound_lower,
+            "bound_upper": m.bound_upper,
+            "numerator": m.numerator,
+            "denominator": m.denominator,
+            **counts,
+        }
+        for m in result.metrics
+    ]
+
+
+def confusion_rows(result: BinaryEvaluation, positive: str, negative: str) -> list[dict]:
+    rows = []
+    for c in result.confusions:
+        cells = (
+            (positive, positive, c.n_tp, c.tp),
+            (negative, positive, c.n_fp, c.fp),
+            (negative, negative, c.n_tn, c.tn),
+            (positive, negative, c.n_fn, c.fn),
+        )
+        for actual, predicted, n, w in cells:
+            rows.append(
+                {
+                    "threshold": c.threshold,
+                    "actual_label": actual,
+                    "predicted_label": predicted,
+                    "n_rows": n,
+                    "weight": w,
+                }
+            )
+    return rows
+
+
+def curve_rows(result: BinaryEvaluation, class_label: str) -> list[dict]:
+    return [
+        {
+            "curve": curve.name,
+            "class_label": class_label,
+            "point": i,
+            "threshold": float(t),
+            "x": float(x),
+            "y": float(y),
+        }
+        for curve in result.curves
+        for i, (t, x, y) in enumerate(zip(curve.thresholds, curve.x, curve.y, strict=True))
+    ]
+
+
+Rows = Callable[[BinaryEvaluation, BinaryState], list[dict]]
+
+
+def _group_function(
+    layout: BinLayout, thresholds: tuple[float, ...], beta: float, rows: Rows, schema: T.StructType
+) -> Callable[[tuple, pd.DataFrame], pd.DataFrame]:
+    def run(key: tuple, pdf: pd.DataFrame) -> pd.DataFrame:
+        state = state_from_pandas(pdf, layout.n_bins)
+        result = evaluate(state, layout, thresholds, beta)
+        return _frame(dict(zip(KEY_COLUMNS, key, strict=True)), rows(result, state), schema)
+
+    return run
+
+
+def derive_tables(
+    histograms: DataFrame,
+    layout: BinLayout,
+    thresholds: Iterable[float],
+    beta: float,
+    positive_label: str,
+    negative_label: str,
+) -> dict[str, DataFrame]:
+    """``metrics``, ``confusion_matrices`` and ``curves`` DataFrames from histograms."""
+    thresholds = tuple(thresholds)
+    grouped = histograms.groupBy(*KEY_COLUMNS)
+    specs: dict[str, tuple[Rows, T.StructType]] = {
+        "metrics": (lambda r, s: metric_rows(r, s, positive_label), METRICS_SCHEMA),
+        "confusion_matrices": (
+            lambda r, s: confusion_rows(r, positive_label, negative_label),
+            CONFUSION_SCHEMA,
+        ),
+        "curves": (lambda r, s: curve_rows(r, positive_label), CURVES_SCHEMA),
+    }
+    return {
+        name: grouped.applyInPandas(
+            _group_function(layout, thresholds, beta, rows, schema), schema=schema
+        )
+        for name, (rows, schema) in specs.items()
+    }
