@@ -11,12 +11,21 @@ lines in the README); ``getOrCreate`` then returns that session.
 from __future__ import annotations
 
 import os
+import sys
 
 from pyspark.sql import SparkSession
 
 DELTA_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
+
+# Settings for one small machine: few shuffle partitions and Delta log-replay
+# partitions, no UI. Used by the tests and by local runs of the jobs.
+LOCAL_SMALL_CONF = {
+    "spark.sql.shuffle.partitions": "8",
+    "spark.databricks.delta.snapshotPartitions": "2",
+    "spark.ui.enabled": "false",
 }
 
 
@@ -29,11 +38,17 @@ def build_session(
     """A SparkSession with Delta enabled and the session time zone set."""
     from delta import configure_spark_with_delta_pip
 
+    # Python workers must run the interpreter that has clfeval and its
+    # dependencies installed (Spark's default is whatever `python3` is on PATH).
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name)
+    under_spark_submit = "PYSPARK_GATEWAY_PORT" in os.environ
     master = master or os.environ.get("CLFEVAL_SPARK_MASTER")
     if master:
         builder = builder.master(master)
+    local = not under_spark_submit and (master is None or master.startswith("local"))
     conf = {
+        **(LOCAL_SMALL_CONF if local else {}),
         **DELTA_CONF,
         "spark.sql.session.timeZone": timezone,
         "spark.ui.showConsoleProgress": "true",

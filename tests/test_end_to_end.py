@@ -1,0 +1,198 @@
+"""End to end: demo data -> run_evaluation -> Delta tables, checked against scikit-learn.
+
+Per (model, version, slice, day) the metrics are recomputed by scikit-learn from
+the raw rows read back from the input table. Tolerances:
+
+* thresholds are bin edges, so confusion counts and every threshold metric
+  must match to float precision (rtol 1e-9);
+* log loss and Brier use per-row sums, so they match to rtol 1e-9;
+* the exact ROC AUC must lie inside [bound_lower, bound_upper];
+* binned AUC / AP / PR-AUC equal scikit-learn's on the binned scores (every
+  score replaced by its bin's lower edge) to rtol 1e-9.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import metrics as skm
+
+from clfeval.config import parse_config
+from clfeval.core.slices import join_values
+from clfeval.errors import ContractError, RejectLimitError
+from clfeval.io import tables
+from clfeval.pipeline import run_evaluation
+from clfeval.spark.demo_data import demo_predictions
+
+pytestmark = pytest.mark.spark
+
+START = dt.date(2026, 3, 1)
+TIGHT = {"rtol": 1e-9, "atol": 1e-12}
+
+
+def demo_config(tmp: str, **overrides) -> object:
+    raw = {
+        "input": {
+            "path": f"{tmp}/predictions",
+            "weight_column": "weight",
+            "date_partition_column": "date",
+        },
+        "task": {"positive_label": 1, "negative_labels": [0]},
+        "metrics": {"thresholds": [0.05, 0.5]},
+        "slices": {"segment_columns": ["region", "device"], "crosses": [["region", "device"]]},
+        "output": {"path": f"{tmp}/metrics"},
+        "run": {"max_reject_fraction": 0.05},
+    }
+    for section, values in overrides.items():
+        raw[section] = {**raw.get(section, {}), **values}
+    return parse_config(raw)
+
+
+@pytest.fixture(scope="module")
+def demo(spark, tmp_path_factory):
+    """A small demo table (20k rows, 3 days) and one evaluation run over it."""
+    tmp = str(tmp_path_factory.mktemp("e2e"))
+    df = demo_predictions(spark, rows=20_000, days=3, start=START, positive_rate=0.1, seed=3)
+    tables.write_predictions(df, f"{tmp}/predictions")
+    config = demo_config(tmp)
+    result = run_evaluation(spark, config, log=lambda _: None)
+    return tmp, config, result
+
+
+def read(spark, config, name: str) -> pd.DataFrame:
+    return tables.read_table(spark, tables.output_location(config, name)).toPandas()
+
+
+def test_every_row_is_evaluated_or_rejected(spark, demo) -> None:
+    tmp, config, result = demo
+    raw = spark.read.format("delta").load(f"{tmp}/predictions").toPandas()
+    assert result.rows_read == len(raw)
+    bad = raw.score.isna() | (raw.score < 0) | (raw.score > 1) | raw.label.isna()
+    assert result.rows_rejected == int(bad.sum()) > 0
+    assert set(result.reject_counts) <= {"null_score", "nan_score", "score_out_of_range",
+                                         "null_label"}
+    # null and NaN are told apart: pandas shows both as NaN, Spark does not
+    assert result.reject_counts["null_score"] + result.reject_counts["nan_score"] == int(
+        raw.score.isna().sum()
+    )
+    metrics = read(spark, config, "metrics")
+    overall = metrics[(metrics.slice_key == "") & (metrics.metric == "roc_auc")]
+    assert overall.n_rows.sum() == result.rows_evaluated
+    runs = read(spark, config, "runs")
+    run = runs[runs.run_id == result.run_id].iloc[0]
+    assert run.status == "succeeded"
+    assert run.rows_read == result.rows_read and run.rows_rejected == result.rows_rejected
+    assert dict(run.reject_counts) == result.reject_counts
+
+
+def test_metrics_match_sklearn_per_group(spark, demo) -> None:
+    tmp, config, _ = demo
+    layout = config.layout()
+    raw = spark.read.format("delta").load(f"{tmp}/predictions").toPandas()
+    raw = raw[raw.score.between(0, 1) & raw.label.notna()].copy()
+    raw["day"] = raw.event_time.dt.date
+    raw["binned"] = layout.edges[layout.bin_index(raw.score.to_numpy())]
+    metrics = read(spark, config, "metrics")
+    confusion = read(spark, config, "confusion_matrices")
+    index = metrics.set_index(["model_name", "model_version", "slice_key", "slice_value",
+                               "window_start", "metric", "threshold"], drop=False)
+    checked = 0
+    for columns in config.slices_to_compute():
+        keys = ["model_name", "model_version", "day", *columns]
+        for key, part in raw.groupby(keys):
+            model, version, day, *values = key
+            where = (model, version, ",".join(columns), join_values(values), day)
+            y, p, w = part.label.to_numpy(int), part.score.to_numpy(), part.weight.to_numpy()
+
+            def value(metric, threshold=np.nan, where=where):
+                return index.loc[(*where, metric, threshold)]
+
+            np.testing.assert_allclose(value("log_loss").value,
+                                       skm.log_loss(y, p, sample_weight=w, labels=[0, 1]), **TIGHT)
+            np.testing.assert_allclose(value("brier_score").value,
+                                       skm.brier_score_loss(y, p, sample_weight=w), **TIGHT)
+            if 0 < y.sum() < len(y):
+                auc = value("roc_auc")
+                exact = skm.roc_auc_score(y, p, sample_weight=w)
+                assert auc.bound_lower - 1e-12 <= exact <= auc.bound_upper + 1e-12
+                b = part.binned.to_numpy()
+                np.testing.assert_allclose(auc.value, skm.roc_auc_score(y, b, sample_weight=w),
+                                           **TIGHT)
+                np.testing.assert_allclose(value("average_precision").value,
+                                           skm.average_precision_score(y, b, sample_weight=w),
+                                           **TIGHT)
+            else:
+                assert pd.isna(value("roc_auc").value)
+            for t in config.metrics.thresholds:
+                pred = (p >= t).astype(int)
+                tn, fp, fn, tp = skm.confusion_matrix(y, pred, sample_weight=w,
+                                                      labels=[0, 1]).ravel()
+                cells = confusion[
+                    (confusion.model_name == model) & (confusion.model_version == version)
+                    & (confusion.slice_key == ",".join(columns))
+                    & (confusion.slice_value == join_values(values))
+                    & (confusion.window_start == day) & (confusion.threshold == t)
+                ].set_index(["actual_label", "predicted_label"])
+                np.testing.assert_allclose(
+                    [cells.loc[("1", "1")].weight, cells.loc[("0", "1")].weight,
+                     cells.loc[("0", "0")].weight, cells.loc[("1", "0")].weight],
+                    [tp, fp, tn, fn], **TIGHT)
+                expected = {
+                    "accuracy": skm.accuracy_score(y, pred, sample_weight=w),
+                    "precision": skm.precision_score(y, pred, sample_weight=w,
+                                                     zero_division=np.nan),
+                    "recall": skm.recall_score(y, pred, sample_weight=w, zero_division=np.nan),
+                    "f1": skm.f1_score(y, pred, sample_weight=w, zero_division=np.nan),
+                    "cohen_kappa": skm.cohen_kappa_score(y, pred, sample_weight=w),
+                }
+                if 0 < y.sum() < len(y) and 0 < pred.sum() < len(pred):
+                    expected["mcc"] = skm.matthews_corrcoef(y, pred, sample_weight=w)
+                for name, ref in expected.items():
+                    got = value(name, t).value
+                    if np.isnan(ref):
+                        assert pd.isna(got), name
+                    else:
+                        np.testing.assert_allclose(got, ref, err_msg=name, **TIGHT)
+            checked += 1
+    assert checked > 100  # overall, 5 regions, 3 devices and their crosses, per model and day
+
+
+def test_rerun_is_idempotent_and_leaves_other_windows_alone(spark, demo) -> None:
+    tmp, config, _ = demo
+    names = ("score_histograms", "metrics", "confusion_matrices", "curves")
+    before = {n: read(spark, config, n) for n in names}
+    day2 = START + dt.timedelta(days=1)
+    run_evaluation(spark, config, day2, day2, log=lambda _: None)
+    for n in names:
+        after = read(spark, config, n)
+        assert len(after) == len(before[n]), n
+        cols = list(after.columns)
+        a = after.sort_values(cols).reset_index(drop=True)
+        b = before[n].sort_values(cols).reset_index(drop=True)
+        pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-12)
+    runs = read(spark, config, "runs")
+    assert (runs.status == "succeeded").sum() == 2
+
+
+def test_missing_column_is_a_contract_error_naming_it(spark, demo) -> None:
+    tmp, _, _ = demo
+    config = demo_config(tmp, input={"score_column": "probability", "label_column": "target"},
+                         output={"path": f"{tmp}/other"})
+    with pytest.raises(ContractError) as info:
+        run_evaluation(spark, config, log=lambda _: None)
+    text = str(info.value)
+    assert "'probability'" in text and "'target'" in text
+    assert not tables.table_exists(spark, tables.output_location(config, "metrics"))
+
+
+def test_reject_limit_fails_before_writing(spark, demo) -> None:
+    tmp, _, _ = demo
+    config = demo_config(tmp, run={"max_reject_fraction": 0.0}, output={"path": f"{tmp}/strict"})
+    with pytest.raises(RejectLimitError, match="null_label"):
+        run_evaluation(spark, config, log=lambda _: None)
+    assert not tables.table_exists(spark, tables.output_location(config, "score_histograms"))
+    runs = read(spark, config, "runs")
+    assert list(runs.status) == ["failed"]
