@@ -24,15 +24,17 @@ demo: $(STAMP)
 
 ## test: the whole test suite (CI runs exactly this)
 test: $(STAMP)
+	$(VENV)/bin/ruff check lib jobs tests benchmarks
+	$(VENV)/bin/ruff format --check lib jobs tests benchmarks
 	$(PY) -m pytest -q tests
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check lib jobs tests
-	$(VENV)/bin/ruff format --check lib jobs tests
+	$(VENV)/bin/ruff check lib jobs tests benchmarks
+	$(VENV)/bin/ruff format --check lib jobs tests benchmarks
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format lib jobs tests
-	$(VENV)/bin/ruff check --fix lib jobs tests
+	$(VENV)/bin/ruff format lib jobs tests benchmarks
+	$(VENV)/bin/ruff check --fix lib jobs tests benchmarks
 
 clean:
 	rm -rf $(DEMO_DIR) spark-warehouse metastore_db derby.log

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn import metrics as skm
-
 from clfeval.core.binary import BinaryState, evaluate, roc_auc
 from clfeval.core.bins import make_layout
+from sklearn import metrics as skm
 
 THRESHOLDS = (0.05, 0.3, 0.5)
 LAYOUT = make_layout("logit", 200, -8.0, 8.0, THRESHOLDS)
@@ -46,7 +45,9 @@ def test_edge_scores_match_sklearn_exactly(seed: int, weighted: bool) -> None:
     result = evaluate(state, LAYOUT, THRESHOLDS, beta=2.0)
     got = metric_map(result)
 
-    np.testing.assert_allclose(got[("roc_auc", None)].value, skm.roc_auc_score(y, p, sample_weight=w), **TIGHT)
+    np.testing.assert_allclose(
+        got[("roc_auc", None)].value, skm.roc_auc_score(y, p, sample_weight=w), **TIGHT
+    )
     np.testing.assert_allclose(
         got[("average_precision", None)].value,
         skm.average_precision_score(y, p, sample_weight=w),
@@ -54,7 +55,9 @@ def test_edge_scores_match_sklearn_exactly(seed: int, weighted: bool) -> None:
     )
     prec, rec, _ = skm.precision_recall_curve(y, p, sample_weight=w)
     np.testing.assert_allclose(got[("pr_auc", None)].value, skm.auc(rec, prec), **TIGHT)
-    np.testing.assert_allclose(got[("log_loss", None)].value, skm.log_loss(y, p, sample_weight=w), **TIGHT)
+    np.testing.assert_allclose(
+        got[("log_loss", None)].value, skm.log_loss(y, p, sample_weight=w), **TIGHT
+    )
     np.testing.assert_allclose(
         got[("brier_score", None)].value, skm.brier_score_loss(y, p, sample_weight=w), **TIGHT
     )

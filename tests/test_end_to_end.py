@@ -18,14 +18,13 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn import metrics as skm
-
 from clfeval.config import parse_config
 from clfeval.core.slices import join_values
 from clfeval.errors import ContractError, RejectLimitError
 from clfeval.io import tables
 from clfeval.pipeline import run_evaluation
 from clfeval.spark.demo_data import demo_predictions
+from sklearn import metrics as skm
 
 pytestmark = pytest.mark.spark
 
@@ -72,8 +71,12 @@ def test_every_row_is_evaluated_or_rejected(spark, demo) -> None:
     assert result.rows_read == len(raw)
     bad = raw.score.isna() | (raw.score < 0) | (raw.score > 1) | raw.label.isna()
     assert result.rows_rejected == int(bad.sum()) > 0
-    assert set(result.reject_counts) <= {"null_score", "nan_score", "score_out_of_range",
-                                         "null_label"}
+    assert set(result.reject_counts) <= {
+        "null_score",
+        "nan_score",
+        "score_out_of_range",
+        "null_label",
+    }
     # null and NaN are told apart: pandas shows both as NaN, Spark does not
     assert result.reject_counts["null_score"] + result.reject_counts["nan_score"] == int(
         raw.score.isna().sum()
@@ -97,8 +100,18 @@ def test_metrics_match_sklearn_per_group(spark, demo) -> None:
     raw["binned"] = layout.edges[layout.bin_index(raw.score.to_numpy())]
     metrics = read(spark, config, "metrics")
     confusion = read(spark, config, "confusion_matrices")
-    index = metrics.set_index(["model_name", "model_version", "slice_key", "slice_value",
-                               "window_start", "metric", "threshold"], drop=False)
+    index = metrics.set_index(
+        [
+            "model_name",
+            "model_version",
+            "slice_key",
+            "slice_value",
+            "window_start",
+            "metric",
+            "threshold",
+        ],
+        drop=False,
+    )
     checked = 0
     for columns in config.slices_to_compute():
         keys = ["model_name", "model_version", "day", *columns]
@@ -110,40 +123,55 @@ def test_metrics_match_sklearn_per_group(spark, demo) -> None:
             def value(metric, threshold=np.nan, where=where):
                 return index.loc[(*where, metric, threshold)]
 
-            np.testing.assert_allclose(value("log_loss").value,
-                                       skm.log_loss(y, p, sample_weight=w, labels=[0, 1]), **TIGHT)
-            np.testing.assert_allclose(value("brier_score").value,
-                                       skm.brier_score_loss(y, p, sample_weight=w), **TIGHT)
+            np.testing.assert_allclose(
+                value("log_loss").value, skm.log_loss(y, p, sample_weight=w, labels=[0, 1]), **TIGHT
+            )
+            np.testing.assert_allclose(
+                value("brier_score").value, skm.brier_score_loss(y, p, sample_weight=w), **TIGHT
+            )
             if 0 < y.sum() < len(y):
                 auc = value("roc_auc")
                 exact = skm.roc_auc_score(y, p, sample_weight=w)
                 assert auc.bound_lower - 1e-12 <= exact <= auc.bound_upper + 1e-12
                 b = part.binned.to_numpy()
-                np.testing.assert_allclose(auc.value, skm.roc_auc_score(y, b, sample_weight=w),
-                                           **TIGHT)
-                np.testing.assert_allclose(value("average_precision").value,
-                                           skm.average_precision_score(y, b, sample_weight=w),
-                                           **TIGHT)
+                np.testing.assert_allclose(
+                    auc.value, skm.roc_auc_score(y, b, sample_weight=w), **TIGHT
+                )
+                np.testing.assert_allclose(
+                    value("average_precision").value,
+                    skm.average_precision_score(y, b, sample_weight=w),
+                    **TIGHT,
+                )
             else:
                 assert pd.isna(value("roc_auc").value)
             for t in config.metrics.thresholds:
                 pred = (p >= t).astype(int)
-                tn, fp, fn, tp = skm.confusion_matrix(y, pred, sample_weight=w,
-                                                      labels=[0, 1]).ravel()
+                tn, fp, fn, tp = skm.confusion_matrix(
+                    y, pred, sample_weight=w, labels=[0, 1]
+                ).ravel()
                 cells = confusion[
-                    (confusion.model_name == model) & (confusion.model_version == version)
+                    (confusion.model_name == model)
+                    & (confusion.model_version == version)
                     & (confusion.slice_key == ",".join(columns))
                     & (confusion.slice_value == join_values(values))
-                    & (confusion.window_start == day) & (confusion.threshold == t)
+                    & (confusion.window_start == day)
+                    & (confusion.threshold == t)
                 ].set_index(["actual_label", "predicted_label"])
                 np.testing.assert_allclose(
-                    [cells.loc[("1", "1")].weight, cells.loc[("0", "1")].weight,
-                     cells.loc[("0", "0")].weight, cells.loc[("1", "0")].weight],
-                    [tp, fp, tn, fn], **TIGHT)
+                    [
+                        cells.loc[("1", "1")].weight,
+                        cells.loc[("0", "1")].weight,
+                        cells.loc[("0", "0")].weight,
+                        cells.loc[("1", "0")].weight,
+                    ],
+                    [tp, fp, tn, fn],
+                    **TIGHT,
+                )
                 expected = {
                     "accuracy": skm.accuracy_score(y, pred, sample_weight=w),
-                    "precision": skm.precision_score(y, pred, sample_weight=w,
-                                                     zero_division=np.nan),
+                    "precision": skm.precision_score(
+                        y, pred, sample_weight=w, zero_division=np.nan
+                    ),
                     "recall": skm.recall_score(y, pred, sample_weight=w, zero_division=np.nan),
                     "f1": skm.f1_score(y, pred, sample_weight=w, zero_division=np.nan),
                     "cohen_kappa": skm.cohen_kappa_score(y, pred, sample_weight=w),
@@ -161,7 +189,7 @@ def test_metrics_match_sklearn_per_group(spark, demo) -> None:
 
 
 def test_rerun_is_idempotent_and_leaves_other_windows_alone(spark, demo) -> None:
-    tmp, config, _ = demo
+    _, config, _ = demo
     names = ("score_histograms", "metrics", "confusion_matrices", "curves")
     before = {n: read(spark, config, n) for n in names}
     day2 = START + dt.timedelta(days=1)
@@ -179,8 +207,11 @@ def test_rerun_is_idempotent_and_leaves_other_windows_alone(spark, demo) -> None
 
 def test_missing_column_is_a_contract_error_naming_it(spark, demo) -> None:
     tmp, _, _ = demo
-    config = demo_config(tmp, input={"score_column": "probability", "label_column": "target"},
-                         output={"path": f"{tmp}/other"})
+    config = demo_config(
+        tmp,
+        input={"score_column": "probability", "label_column": "target"},
+        output={"path": f"{tmp}/other"},
+    )
     with pytest.raises(ContractError) as info:
         run_evaluation(spark, config, log=lambda _: None)
     text = str(info.value)

@@ -7,12 +7,11 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 import pytest
-from pyspark.sql import functions as F
-
 from clfeval.config import parse_config
 from clfeval.core.binary import BinaryState
 from clfeval.core.slices import join_values
 from clfeval.spark import aggregate, contract
+from pyspark.sql import functions as F
 
 pytestmark = pytest.mark.spark
 
@@ -46,8 +45,7 @@ def test_spark_bin_index_equals_numpy(spark, layout_kind: str) -> None:
     )
     df = spark.createDataFrame(pd.DataFrame({"score": scores}))
     got = np.array(
-        df.select(aggregate.bin_index_column(F.col("score"), layout).alias("b"))
-        .toPandas()["b"]
+        df.select(aggregate.bin_index_column(F.col("score"), layout).alias("b")).toPandas()["b"]
     )
     np.testing.assert_array_equal(got, layout.bin_index(scores))
 

@@ -62,12 +62,25 @@ def evaluate_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", metavar="FILE", help="TOML config (see conf/demo.toml)")
-    p.add_argument("--start-date", type=_date, metavar="YYYY-MM-DD",
-                   help="first event day to evaluate (default: the earliest in the input)")
-    p.add_argument("--end-date", type=_date, metavar="YYYY-MM-DD",
-                   help="last event day to evaluate, inclusive (default: the latest)")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a config value; the value is TOML (repeatable)")
+    p.add_argument(
+        "--start-date",
+        type=_date,
+        metavar="YYYY-MM-DD",
+        help="first event day to evaluate (default: the earliest in the input)",
+    )
+    p.add_argument(
+        "--end-date",
+        type=_date,
+        metavar="YYYY-MM-DD",
+        help="last event day to evaluate, inclusive (default: the latest)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value; the value is TOML (repeatable)",
+    )
     p.add_argument("--master", help="Spark master when run with python (default: local[*])")
     return p
 
@@ -97,14 +110,28 @@ def print_summary(result) -> None:
     print(f"run {result.run_id}: {result.status}")
     if result.window:
         print(f"window: {result.window[0]} .. {result.window[1]} (daily)")
-    print(f"rows read {result.rows_read:,}, evaluated {result.rows_evaluated:,}, "
-          f"rejected {result.rows_rejected:,}")
+    print(
+        f"rows read {result.rows_read:,}, evaluated {result.rows_evaluated:,}, "
+        f"rejected {result.rows_rejected:,}"
+    )
     for reason, n in sorted(result.reject_counts.items()):
         print(f"  rejected: {reason:<20} {n:,}")
     if result.summary:
         print()
-        columns = ["model", "version", "rows", "positives", "roc_auc", "auc_lower", "auc_upper",
-                   "average_precision", "log_loss", "threshold", "precision", "recall"]
+        columns = [
+            "model",
+            "version",
+            "rows",
+            "positives",
+            "roc_auc",
+            "auc_lower",
+            "auc_upper",
+            "average_precision",
+            "log_loss",
+            "threshold",
+            "precision",
+            "recall",
+        ]
         print(format_table(result.summary, columns))
     print()
 
@@ -116,13 +143,13 @@ def evaluate_main(argv: list[str] | None = None) -> int:
 
         config = load_config(args.config, args.set)
         if args.start_date and args.end_date and args.start_date > args.end_date:
-            raise ConfigError([f"--start-date {args.start_date} is after --end-date "
-                               f"{args.end_date}"])
+            raise ConfigError(
+                [f"--start-date {args.start_date} is after --end-date {args.end_date}"]
+            )
         from clfeval.io.session import build_session
         from clfeval.pipeline import run_evaluation
 
-        spark = build_session("clfeval-evaluate", master=args.master,
-                              timezone=config.run.timezone)
+        spark = build_session("clfeval-evaluate", master=args.master, timezone=config.run.timezone)
         result = run_evaluation(spark, config, args.start_date, args.end_date)
         print_summary(result)
         return EXIT_OK
@@ -154,8 +181,9 @@ def generate_demo_main(argv: list[str] | None = None) -> int:
     from clfeval.spark.demo_data import demo_predictions
 
     spark = build_session("clfeval-demo-data", master=args.master)
-    df = demo_predictions(spark, rows=args.rows, days=args.days, start=args.start_date,
-                          seed=args.seed)
+    df = demo_predictions(
+        spark, rows=args.rows, days=args.days, start=args.start_date, seed=args.seed
+    )
     print(f"[clfeval] writing {args.rows:,} demo predictions to {args.output}")
     write_predictions(df, args.output)
     print(f"[clfeval] wrote {args.output}")

@@ -239,14 +239,12 @@ def parse_config(raw: dict[str, Any]) -> Config:
             if key not in fields:
                 problems.append(f"{path}: unknown key{_did_you_mean(key, list(fields))}")
                 continue
-            values[key] = _check_type(path, value, str(fields[key].type), problems)
+            before = len(problems)
+            checked = _check_type(path, value, str(fields[key].type), problems)
+            if len(problems) == before:  # a bad value keeps its default: report, go on
+                values[key] = checked
         sections[section_name] = values
-    if problems:
-        raise ConfigError(problems)
-    try:
-        config = Config(**{name: SECTIONS[name](**vals) for name, vals in sections.items()})
-    except TypeError as exc:  # pragma: no cover - guarded by the checks above
-        raise ConfigError([str(exc)]) from exc
+    config = Config(**{name: SECTIONS[name](**vals) for name, vals in sections.items()})
     problems.extend(_semantic_problems(config))
     if problems:
         raise ConfigError(problems)

@@ -108,7 +108,9 @@ def run_evaluation(
         _run(spark, config, layout, raw, start, end, result, phase)
     except BaseException as exc:
         result.status = "failed"
-        tables.finish_run(spark, config, run_id, {**_run_fields(result), "message": str(exc)[:4000]})
+        tables.finish_run(
+            spark, config, run_id, {**_run_fields(result), "message": str(exc)[:4000]}
+        )
         raise
     result.status = "succeeded"
     tables.finish_run(spark, config, run_id, _run_fields(result))

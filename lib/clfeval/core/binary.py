@@ -305,8 +305,9 @@ def threshold_free_metrics(state: BinaryState, layout: BinLayout) -> list[Metric
     out += [
         MetricValue("log_loss", ratio(loss, total), None, loss, total),
         MetricValue("brier_score", ratio(sq, total), None, sq, total),
-        MetricValue("prevalence", ratio(state.positive_weight, total), None,
-                    state.positive_weight, total),
+        MetricValue(
+            "prevalence", ratio(state.positive_weight, total), None, state.positive_weight, total
+        ),
     ]
     return out
 

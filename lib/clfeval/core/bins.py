@@ -124,4 +124,3 @@ def make_layout(
         extra_edges=extra,
         edges=edges,
     )
-

@@ -73,11 +73,15 @@ def check_contract(schema: T.StructType, config: Config) -> None:
     need("weight_column", i.weight_column, _NUMERIC, "a numeric type")
     need("date_partition_column", i.date_partition_column, (T.DateType,), "date")
     label_type = fields.get(i.label_column)
-    if isinstance(label_type, T.BooleanType | T.ByteType | T.ShortType | T.IntegerType | T.LongType):
+    if isinstance(
+        label_type, T.BooleanType | T.ByteType | T.ShortType | T.IntegerType | T.LongType
+    ):
         labels = [config.task.positive_label, *config.task.negative_labels]
         for label in labels:
-            ok = isinstance(label, bool) if isinstance(label_type, T.BooleanType) else (
-                isinstance(label, int) and not isinstance(label, bool)
+            ok = (
+                isinstance(label, bool)
+                if isinstance(label_type, T.BooleanType)
+                else (isinstance(label, int) and not isinstance(label, bool))
             )
             if not ok:
                 problems.append(
@@ -166,7 +170,10 @@ def normalize(df: DataFrame, config: Config) -> DataFrame:
         F.col(i.model_name_column).alias("model_name"),
         F.col(i.model_version_column).alias("model_version"),
         F.to_date(F.col(i.event_time_column)).alias("day"),
-        *[escaped_segment(F.col(c)).alias(segment_column_name(c)) for c in config.finest_segments()],
+        *[
+            escaped_segment(F.col(c)).alias(segment_column_name(c))
+            for c in config.finest_segments()
+        ],
         reject_reason(config).alias("reject_reason"),
         (F.col(i.label_column).cast("string") == F.lit(config.positive_label_text()))
         .cast("int")

@@ -15,10 +15,19 @@ import datetime as dt
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-MODELS = (("fraud_detector", "v1"), ("fraud_detector", "v2"), ("churn_model", "v1"),
-          ("churn_model", "v2"))
+MODELS = (
+    ("fraud_detector", "v1"),
+    ("fraud_detector", "v2"),
+    ("churn_model", "v1"),
+    ("churn_model", "v2"),
+)
 REGIONS = ("EU", "NA", "APAC", "LATAM", "MEA")
 DEVICES = ("mobile", "desktop", "tablet")
+
+
+# Spark seeds rand() per partition with seed + partition index, so seeds of
+# different columns must be far apart or the columns come out correlated.
+_SEED_STRIDE = 1_000_003
 
 
 def _pick(values: tuple[str, ...], u: Column, weights: tuple[float, ...]) -> Column:
@@ -27,8 +36,11 @@ def _pick(values: tuple[str, ...], u: Column, weights: tuple[float, ...]) -> Col
     expr, cumulative = None, 0.0
     for value, weight in zip(values[:-1], weights[:-1], strict=True):
         cumulative += weight / total
-        expr = (F.when(u < cumulative, F.lit(value)) if expr is None
-                else expr.when(u < cumulative, F.lit(value)))
+        expr = (
+            F.when(u < cumulative, F.lit(value))
+            if expr is None
+            else expr.when(u < cumulative, F.lit(value))
+        )
     return expr.otherwise(F.lit(values[-1]))
 
 
@@ -55,19 +67,21 @@ def demo_predictions(
         F.timestamp_seconds(F.lit(start_epoch) + F.floor(F.rand(seed) * days * 86400)).alias(
             "event_time"
         ),
-        _pick(REGIONS, F.rand(seed + 1), (0.35, 0.3, 0.2, 0.1, 0.05)).alias("region"),
-        _pick(DEVICES, F.rand(seed + 2), (0.6, 0.3, 0.1)).alias("device"),
-        F.rand(seed + 3).alias("u_label"),
-        F.randn(seed + 4).alias("noise"),
-        F.rand(seed + 5).alias("u_bad"),
-        F.randn(seed + 6).alias("u_weight"),
+        _pick(REGIONS, F.rand(seed + 1 * _SEED_STRIDE), (0.35, 0.3, 0.2, 0.1, 0.05)).alias(
+            "region"
+        ),
+        _pick(DEVICES, F.rand(seed + 2 * _SEED_STRIDE), (0.6, 0.3, 0.1)).alias("device"),
+        F.rand(seed + 3 * _SEED_STRIDE).alias("u_label"),
+        F.randn(seed + 4 * _SEED_STRIDE).alias("noise"),
+        F.rand(seed + 5 * _SEED_STRIDE).alias("u_bad"),
+        F.randn(seed + 6 * _SEED_STRIDE).alias("u_weight"),
     )
     better = F.col("model_version") == F.lit("v2")
     mobile_harder = F.when(F.col("device") == F.lit("mobile"), F.lit(0.4)).otherwise(F.lit(0.0))
     is_positive = F.col("u_label") < F.lit(positive_rate)
-    mean_logit = F.when(is_positive, F.when(better, -1.0).otherwise(-1.6) - mobile_harder).otherwise(
-        F.lit(-5.0) + mobile_harder
-    )
+    mean_logit = F.when(
+        is_positive, F.when(better, -1.0).otherwise(-1.6) - mobile_harder
+    ).otherwise(F.lit(-5.0) + mobile_harder)
     score = 1.0 / (1.0 + F.exp(-(mean_logit + F.lit(1.3) * F.col("noise"))))
     b = F.col("u_bad") / F.lit(bad_row_rate)  # uniform on [0, 1) for bad rows
     bad = F.col("u_bad") < F.lit(bad_row_rate)
