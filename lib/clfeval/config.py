@@ -64,6 +64,7 @@ class BinsConfig:
 class MetricsConfig:
     thresholds: tuple[float, ...] = (0.5,)
     f_beta: float = 2.0
+    confidence_level: float = 0.95
 
 
 @dataclass(frozen=True)
@@ -293,6 +294,8 @@ def _semantic_problems(c: Config) -> list[str]:
             p.append(f"metrics.thresholds[{n}]: {t} must lie in (0, 1] (the bin range)")
     if len(set(m.thresholds)) != len(m.thresholds):
         p.append("metrics.thresholds: duplicate thresholds")
+    if not 0.5 <= m.confidence_level < 1.0:
+        p.append(f"metrics.confidence_level: {m.confidence_level} must lie in [0.5, 1)")
     if not m.f_beta > 0:
         p.append(f"metrics.f_beta: {m.f_beta} must be > 0")
     s = c.slices

@@ -193,6 +193,7 @@ def _run(
         config.metrics.f_beta,
         config.positive_label_text(),
         negative_label_name(config),
+        config.metrics.confidence_level,
     )
     for name, df in derived.items():
         phase(f"writing {name}")

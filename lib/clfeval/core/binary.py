@@ -24,11 +24,12 @@ bin edges), the binned results equal scikit-learn's to float precision.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from clfeval.core.bins import BinLayout
+from clfeval.core.intervals import delong_interval, wilson
 
 # scikit-learn's log_loss clips probabilities to [eps, 1 - eps] with float64 eps.
 LOG_LOSS_EPS = float(np.finfo(np.float64).eps)
@@ -142,6 +143,8 @@ class MetricValue:
     denominator: float | None = None
     bound_lower: float | None = None
     bound_upper: float | None = None
+    ci_lower: float | None = None
+    ci_upper: float | None = None
 
 
 def _tail_sums(x: np.ndarray) -> np.ndarray:
@@ -208,6 +211,33 @@ def threshold_metrics(c: Confusion, beta: float) -> list[MetricValue]:
         kappa,
         m("predicted_positive_rate", tp + fp, total),
     ]
+
+
+def _row_count_denominators(c: Confusion) -> dict[str, int]:
+    """Unweighted row count behind each proportion's denominator (Wilson's n)."""
+    total = c.n_tp + c.n_fp + c.n_tn + c.n_fn
+    return {
+        "accuracy": total,
+        "precision": c.n_tp + c.n_fp,
+        "recall": c.n_tp + c.n_fn,
+        "specificity": c.n_tn + c.n_fp,
+        "fpr": c.n_fp + c.n_tn,
+        "fnr": c.n_fn + c.n_tp,
+        "npv": c.n_tn + c.n_fn,
+        "predicted_positive_rate": total,
+    }
+
+
+def with_wilson(metrics: list[MetricValue], counts: dict[str, int], confidence: float) -> list:
+    """Attach Wilson intervals to the proportions named in ``counts``."""
+    out = []
+    for m in metrics:
+        n = counts.get(m.metric)
+        interval = None if n is None or m.value is None else wilson(m.value * n, n, confidence)
+        if interval is not None:
+            m = replace(m, ci_lower=interval[0], ci_upper=interval[1])
+        out.append(m)
+    return out
 
 
 @dataclass(frozen=True)
@@ -285,8 +315,10 @@ def pr_auc(pr: Curve) -> float:
     return float(np.dot(np.diff(pr.x), (pr.y[1:] + pr.y[:-1]) / 2))
 
 
-def threshold_free_metrics(state: BinaryState, layout: BinLayout) -> list[MetricValue]:
-    """ROC AUC (+ bounds), average precision, PR-AUC, log loss, Brier score, prevalence.
+def threshold_free_metrics(
+    state: BinaryState, layout: BinLayout, confidence: float = 0.95
+) -> list[MetricValue]:
+    """ROC AUC (+ bounds, DeLong CI), average precision, PR-AUC, log loss, Brier, prevalence.
 
     log_loss = sum(w * -log p_true) / sum(w), brier_score = sum(w * (y - p)^2) / sum(w),
     prevalence = P / (P + N).
@@ -294,10 +326,20 @@ def threshold_free_metrics(state: BinaryState, layout: BinLayout) -> list[Metric
     total = state.total_weight
     auc = roc_auc(state)
     pr = pr_curve(state, layout)
+    if auc is None:
+        auc_metric = MetricValue("roc_auc", None)
+    else:
+        ci = delong_interval(auc.value, state.n_pos, state.n_neg, confidence)
+        auc_metric = MetricValue(
+            "roc_auc",
+            auc.value,
+            bound_lower=auc.lower,
+            bound_upper=auc.upper,
+            ci_lower=None if ci is None else ci[0],
+            ci_upper=None if ci is None else ci[1],
+        )
     out = [
-        MetricValue("roc_auc", None)
-        if auc is None
-        else MetricValue("roc_auc", auc.value, bound_lower=auc.lower, bound_upper=auc.upper),
+        auc_metric,
         MetricValue("average_precision", None if pr is None else average_precision(pr)),
         MetricValue("pr_auc", None if pr is None else pr_auc(pr)),
     ]
@@ -309,7 +351,7 @@ def threshold_free_metrics(state: BinaryState, layout: BinLayout) -> list[Metric
             "prevalence", ratio(state.positive_weight, total), None, state.positive_weight, total
         ),
     ]
-    return out
+    return with_wilson(out, {"prevalence": state.n_rows}, confidence)
 
 
 @dataclass(frozen=True)
@@ -320,12 +362,18 @@ class BinaryEvaluation:
 
 
 def evaluate(
-    state: BinaryState, layout: BinLayout, thresholds: tuple[float, ...], beta: float
+    state: BinaryState,
+    layout: BinLayout,
+    thresholds: tuple[float, ...],
+    beta: float,
+    confidence: float = 0.95,
 ) -> BinaryEvaluation:
-    """All binary metrics, confusion matrices and curves of one group."""
+    """All binary metrics (with intervals), confusion matrices and curves of one group."""
     confusions = confusion_at(state, layout, thresholds)
-    metrics = threshold_free_metrics(state, layout)
+    metrics = threshold_free_metrics(state, layout, confidence)
     for c in confusions:
-        metrics.extend(threshold_metrics(c, beta))
+        metrics.extend(
+            with_wilson(threshold_metrics(c, beta), _row_count_denominators(c), confidence)
+        )
     curves = [c for c in (roc_curve(state, layout), pr_curve(state, layout)) if c is not None]
     return BinaryEvaluation(metrics, confusions, curves)

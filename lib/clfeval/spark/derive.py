@@ -122,8 +122,8 @@ def metric_rows(result: BinaryEvaluation, state: BinaryState, class_label: str) 
             "class_label": class_label,
             "threshold": m.threshold,
             "value": m.value,
-            "ci_lower": None,
-            "ci_upper": None,
+            "ci_lower": m.ci_lower,
+            "ci_upper": m.ci_upper,
             "bound_lower": m.bound_lower,
             "bound_upper": m.bound_upper,
             "numerator": m.numerator,
@@ -175,11 +175,16 @@ Rows = Callable[[BinaryEvaluation, BinaryState], list[dict]]
 
 
 def _group_function(
-    layout: BinLayout, thresholds: tuple[float, ...], beta: float, rows: Rows, schema: T.StructType
+    layout: BinLayout,
+    thresholds: tuple[float, ...],
+    beta: float,
+    confidence: float,
+    rows: Rows,
+    schema: T.StructType,
 ) -> Callable[[tuple, pd.DataFrame], pd.DataFrame]:
     def run(key: tuple, pdf: pd.DataFrame) -> pd.DataFrame:
         state = state_from_pandas(pdf, layout.n_bins)
-        result = evaluate(state, layout, thresholds, beta)
+        result = evaluate(state, layout, thresholds, beta, confidence)
         return _frame(dict(zip(KEY_COLUMNS, key, strict=True)), rows(result, state), schema)
 
     return run
@@ -192,6 +197,7 @@ def derive_tables(
     beta: float,
     positive_label: str,
     negative_label: str,
+    confidence: float = 0.95,
 ) -> dict[str, DataFrame]:
     """``metrics``, ``confusion_matrices`` and ``curves`` DataFrames from histograms."""
     thresholds = tuple(thresholds)
@@ -206,7 +212,7 @@ def derive_tables(
     }
     return {
         name: grouped.applyInPandas(
-            _group_function(layout, thresholds, beta, rows, schema), schema=schema
+            _group_function(layout, thresholds, beta, confidence, rows, schema), schema=schema
         )
         for name, (rows, schema) in specs.items()
     }
