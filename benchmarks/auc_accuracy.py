@@ -13,12 +13,13 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+from pyspark.sql import functions as F
+from sklearn.metrics import roc_auc_score
+
 from clfeval.config import load_config
 from clfeval.core.slices import join_values
 from clfeval.io import tables
 from clfeval.io.session import build_session
-from pyspark.sql import functions as F
-from sklearn.metrics import roc_auc_score
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from clfeval.io.session import LOCAL_SMALL_CONF, build_session
 
 

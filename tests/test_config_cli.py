@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from clfeval.config import load_config, parse_config
 from clfeval.errors import EXIT_CONFIG, ConfigError
 

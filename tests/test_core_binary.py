@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn import metrics as skm
+
 from clfeval.core.binary import BinaryState, evaluate, roc_auc
 from clfeval.core.bins import make_layout
-from sklearn import metrics as skm
 
 THRESHOLDS = (0.05, 0.3, 0.5)
 LAYOUT = make_layout("logit", 200, -8.0, 8.0, THRESHOLDS)
@@ -163,3 +164,40 @@ def test_states_add_like_concatenated_rows() -> None:
     )
     for name in BinaryState.FIELDS:
         np.testing.assert_allclose(getattr(halves, name), getattr(whole, name), rtol=1e-12)
+
+
+@pytest.mark.parametrize(("seed", "weighted"), CASES)
+def test_recommended_thresholds_match_sklearn_curves(seed: int, weighted: bool) -> None:
+    from clfeval.core.binary import ThresholdPolicy
+
+    rng = np.random.default_rng(seed)
+    p = edge_scores(rng, 2000)
+    y = labels_for(rng, p)
+    w = rng.uniform(0.1, 3.0, p.size) if weighted else None
+    policy = ThresholdPolicy(cost_fp=1.0, cost_fn=7.0, recall_floor=0.7, fpr_cap=0.1)
+    result = evaluate(BinaryState.from_scores(LAYOUT, y, p, w), LAYOUT, (0.5,), 1.0, 0.95, policy)
+    got = {m.metric.removeprefix("recommended_threshold_"): m for m in result.metrics}
+    fpr, tpr, _ = skm.roc_curve(y, p, sample_weight=w, drop_intermediate=False)
+    prec, rec, _ = skm.precision_recall_curve(y, p, sample_weight=w)
+    P = np.sum(w[y == 1]) if weighted else np.sum(y == 1)
+    N = np.sum(w[y == 0]) if weighted else np.sum(y == 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = 2 * prec * rec / (prec + rec)
+    np.testing.assert_allclose(got["max_f1"].value, np.nanmax(f1), **TIGHT)
+    np.testing.assert_allclose(got["max_youden"].value, np.max(tpr - fpr), **TIGHT)
+    cost = 1.0 * fpr * N + 7.0 * (1 - tpr) * P
+    np.testing.assert_allclose(got["min_cost"].value, cost[1:].min(), **TIGHT)
+    np.testing.assert_allclose(
+        got["precision_at_recall_floor"].value, prec[rec >= 0.7].max(), **TIGHT
+    )
+    np.testing.assert_allclose(got["recall_at_fpr_cap"].value, tpr[fpr <= 0.1].max(), **TIGHT)
+    # each recommendation is an exact threshold with its confusion counts
+    for m in got.values():
+        if m.threshold is not None and m.metric != "roc_auc":
+            assert any(c.threshold == m.threshold for c in result.confusions)
+    youden = got["max_youden"].threshold
+    pred = p >= youden
+    wt = np.ones_like(p) if w is None else w
+    tpr_at = wt[pred & (y == 1)].sum() / P
+    fpr_at = wt[pred & (y == 0)].sum() / N
+    np.testing.assert_allclose(tpr_at - fpr_at, got["max_youden"].value, **TIGHT)

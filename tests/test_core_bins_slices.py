@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from clfeval.core import slices
 from clfeval.core.bins import make_layout
 

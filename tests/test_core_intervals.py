@@ -101,7 +101,7 @@ def test_threshold_metrics_carry_wilson_intervals() -> None:
     p = rng.random(500)
     result = evaluate(BinaryState.from_scores(LAYOUT, y, p), LAYOUT, (0.5,), 1.0)
     by_name = {m.metric: m for m in result.metrics if m.threshold == 0.5}
-    c = result.confusions[0]
+    c = next(c for c in result.confusions if c.threshold == 0.5)
     expected = wilson(c.n_tp, c.n_tp + c.n_fn, 0.95)
     np.testing.assert_allclose([by_name["recall"].ci_lower, by_name["recall"].ci_upper], expected)
     assert by_name["f1"].ci_lower is None  # no interval method for F1 yet: NULL, not a guess

@@ -18,13 +18,14 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn import metrics as skm
+
 from clfeval.config import parse_config
 from clfeval.core.slices import join_values
 from clfeval.errors import ContractError, RejectLimitError
 from clfeval.io import tables
 from clfeval.pipeline import run_evaluation
 from clfeval.spark.demo_data import demo_predictions
-from sklearn import metrics as skm
 
 pytestmark = pytest.mark.spark
 

@@ -7,11 +7,12 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 import pytest
+from pyspark.sql import functions as F
+
 from clfeval.config import parse_config
 from clfeval.core.binary import BinaryState
 from clfeval.core.slices import join_values
 from clfeval.spark import aggregate, contract
-from pyspark.sql import functions as F
 
 pytestmark = pytest.mark.spark
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from clfeval.core.binary import ThresholdPolicy
 from clfeval.core.bins import BinLayout, make_layout
 from clfeval.errors import ConfigError
 
@@ -65,6 +66,10 @@ class MetricsConfig:
     thresholds: tuple[float, ...] = (0.5,)
     f_beta: float = 2.0
     confidence_level: float = 0.95
+    cost_fp: float = 1.0
+    cost_fn: float = 1.0
+    recall_floor: float = 0.8
+    fpr_cap: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,10 @@ class Config:
             lo, hi = 0.0, 1.0
         transform = "logit" if self.bins.layout == "logit" else "identity"
         return make_layout(transform, self.bins.count, lo, hi, self.metrics.thresholds)
+
+    def threshold_policy(self) -> ThresholdPolicy:
+        m = self.metrics
+        return ThresholdPolicy(m.cost_fp, m.cost_fn, m.recall_floor, m.fpr_cap)
 
     def slices_to_compute(self) -> list[tuple[str, ...]]:
         """Overall, each segment column alone, then each configured cross."""
@@ -296,6 +305,12 @@ def _semantic_problems(c: Config) -> list[str]:
         p.append("metrics.thresholds: duplicate thresholds")
     if not 0.5 <= m.confidence_level < 1.0:
         p.append(f"metrics.confidence_level: {m.confidence_level} must lie in [0.5, 1)")
+    if m.cost_fp < 0 or m.cost_fn < 0:
+        p.append("metrics.cost_fp / metrics.cost_fn: costs must be >= 0")
+    if not 0.0 <= m.recall_floor <= 1.0:
+        p.append(f"metrics.recall_floor: {m.recall_floor} must lie in [0, 1]")
+    if not 0.0 <= m.fpr_cap <= 1.0:
+        p.append(f"metrics.fpr_cap: {m.fpr_cap} must lie in [0, 1]")
     if not m.f_beta > 0:
         p.append(f"metrics.f_beta: {m.f_beta} must be > 0")
     s = c.slices

@@ -194,6 +194,7 @@ def _run(
         config.positive_label_text(),
         negative_label_name(config),
         config.metrics.confidence_level,
+        config.threshold_policy(),
     )
     for name, df in derived.items():
         phase(f"writing {name}")

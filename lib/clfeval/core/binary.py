@@ -355,6 +355,55 @@ def threshold_free_metrics(
 
 
 @dataclass(frozen=True)
+class ThresholdPolicy:
+    """Inputs of the recommended thresholds: error costs and operating constraints."""
+
+    cost_fp: float = 1.0
+    cost_fn: float = 1.0
+    recall_floor: float = 0.8
+    fpr_cap: float = 0.05
+
+
+def recommended_thresholds(state: BinaryState, layout: BinLayout, policy: ThresholdPolicy) -> list:
+    """Best thresholds among the lower edges of occupied bins (the distinct thresholds).
+
+    max_f1:  argmax 2TP / (2TP + FP + FN);  max_youden: argmax TPR - FPR;
+    min_cost: argmin cost_fp·FP + cost_fn·FN (weighted counts, so the slice's own
+    prevalence is used); precision_at_recall_floor: the highest precision with
+    recall >= floor; recall_at_fpr_cap: the highest recall with FPR <= cap.
+    ``value`` is the objective at the chosen threshold; ties go to the higher
+    threshold. A rule with no feasible threshold gives value None.
+    """
+    P, N = state.positive_weight, state.negative_weight
+    bins = _occupied_descending(state)
+    if P <= 0 or N <= 0 or bins.size == 0:
+        return []
+    tp = np.cumsum(state.w_pos[bins])
+    fp = np.cumsum(state.w_neg[bins])
+    fn = P - tp
+    thresholds = layout.lower[bins]
+    tpr, fpr = tp / P, fp / N
+    precision = tp / (tp + fp)
+    rules = {
+        "max_f1": (2 * tp / (2 * tp + fp + fn), np.ones(bins.size, bool)),
+        "max_youden": (tpr - fpr, np.ones(bins.size, bool)),
+        "min_cost": (-(policy.cost_fp * fp + policy.cost_fn * fn), np.ones(bins.size, bool)),
+        "precision_at_recall_floor": (precision, tpr >= policy.recall_floor),
+        "recall_at_fpr_cap": (tpr, fpr <= policy.fpr_cap),
+    }
+    out = []
+    for name, (objective, feasible) in rules.items():
+        metric = f"recommended_threshold_{name}"
+        if not feasible.any():
+            out.append(MetricValue(metric, None))
+            continue
+        k = int(np.argmax(np.where(feasible, objective, -np.inf)))
+        value = -objective[k] if name == "min_cost" else objective[k]
+        out.append(MetricValue(metric, float(value), float(thresholds[k])))
+    return out
+
+
+@dataclass(frozen=True)
 class BinaryEvaluation:
     metrics: list[MetricValue]
     confusions: list[Confusion]
@@ -367,10 +416,18 @@ def evaluate(
     thresholds: tuple[float, ...],
     beta: float,
     confidence: float = 0.95,
+    policy: ThresholdPolicy | None = None,
 ) -> BinaryEvaluation:
-    """All binary metrics (with intervals), confusion matrices and curves of one group."""
-    confusions = confusion_at(state, layout, thresholds)
-    metrics = threshold_free_metrics(state, layout, confidence)
+    """All binary metrics (with intervals), confusion matrices and curves of one group.
+
+    Confusion matrices are given at the configured thresholds and at every
+    recommended threshold (so each recommendation comes with its counts).
+    """
+    recommended = recommended_thresholds(state, layout, policy or ThresholdPolicy())
+    extra = [m.threshold for m in recommended if m.threshold is not None]
+    all_thresholds = tuple(sorted(set(thresholds) | set(extra)))
+    confusions = confusion_at(state, layout, all_thresholds)
+    metrics = threshold_free_metrics(state, layout, confidence) + recommended
     for c in confusions:
         metrics.extend(
             with_wilson(threshold_metrics(c, beta), _row_count_denominators(c), confidence)

@@ -15,7 +15,7 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
-from clfeval.core.binary import BinaryEvaluation, BinaryState, evaluate
+from clfeval.core.binary import BinaryEvaluation, BinaryState, ThresholdPolicy, evaluate
 from clfeval.core.bins import BinLayout
 
 KEY_COLUMNS = (
@@ -179,12 +179,13 @@ def _group_function(
     thresholds: tuple[float, ...],
     beta: float,
     confidence: float,
+    policy: ThresholdPolicy,
     rows: Rows,
     schema: T.StructType,
 ) -> Callable[[tuple, pd.DataFrame], pd.DataFrame]:
     def run(key: tuple, pdf: pd.DataFrame) -> pd.DataFrame:
         state = state_from_pandas(pdf, layout.n_bins)
-        result = evaluate(state, layout, thresholds, beta, confidence)
+        result = evaluate(state, layout, thresholds, beta, confidence, policy)
         return _frame(dict(zip(KEY_COLUMNS, key, strict=True)), rows(result, state), schema)
 
     return run
@@ -198,6 +199,7 @@ def derive_tables(
     positive_label: str,
     negative_label: str,
     confidence: float = 0.95,
+    policy: ThresholdPolicy | None = None,
 ) -> dict[str, DataFrame]:
     """``metrics``, ``confusion_matrices`` and ``curves`` DataFrames from histograms."""
     thresholds = tuple(thresholds)
@@ -212,7 +214,10 @@ def derive_tables(
     }
     return {
         name: grouped.applyInPandas(
-            _group_function(layout, thresholds, beta, confidence, rows, schema), schema=schema
+            _group_function(
+                layout, thresholds, beta, confidence, policy or ThresholdPolicy(), rows, schema
+            ),
+            schema=schema,
         )
         for name, (rows, schema) in specs.items()
     }
