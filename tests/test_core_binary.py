@@ -201,3 +201,31 @@ def test_recommended_thresholds_match_sklearn_curves(seed: int, weighted: bool) 
     tpr_at = wt[pred & (y == 1)].sum() / P
     fpr_at = wt[pred & (y == 0)].sum() / N
     np.testing.assert_allclose(tpr_at - fpr_at, got["max_youden"].value, **TIGHT)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_calibration_matches_sklearn_calibration_curve(seed: int) -> None:
+    from sklearn.calibration import calibration_curve
+
+    from clfeval.core.binary import calibration
+
+    layout = make_layout("logit", 200, -8.0, 8.0, tuple(k / 10 for k in range(1, 10)))
+    rng = np.random.default_rng(seed)
+    p = rng.beta(0.6, 3.0, 4000)  # continuous: no score sits exactly on an edge
+    y = (rng.random(p.size) < np.clip(p * 1.3, 0, 1)).astype(int)  # miscalibrated on purpose
+    curve, values = calibration(BinaryState.from_scores(layout, y, p), layout, 10)
+    prob_true, prob_pred = calibration_curve(y, p, n_bins=10, strategy="uniform")
+    np.testing.assert_allclose(curve.y, prob_true, **TIGHT)
+    np.testing.assert_allclose(curve.x, prob_pred, **TIGHT)
+    got = {m.metric: m.value for m in values}
+    which = np.minimum((p * 10).astype(int), 9)
+    share = np.bincount(which, minlength=10) / p.size
+    keep = share > 0
+    gap = np.abs(prob_pred - prob_true)
+    np.testing.assert_allclose(got["ece"], np.dot(share[keep], gap), **TIGHT)
+    np.testing.assert_allclose(got["mce"], gap.max(), **TIGHT)
+    # Murphy: REL - RES + UNC approximates Brier (exact for scores constant within bins)
+    brier = skm.brier_score_loss(y, p)
+    approx = got["brier_reliability"] - got["brier_resolution"] + got["brier_uncertainty"]
+    assert abs(approx - brier) < 0.01
+    np.testing.assert_allclose(got["brier_uncertainty"], y.mean() * (1 - y.mean()), **TIGHT)

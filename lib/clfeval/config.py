@@ -70,6 +70,7 @@ class MetricsConfig:
     cost_fn: float = 1.0
     recall_floor: float = 0.8
     fpr_cap: float = 0.05
+    calibration_bins: int = 10
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,11 @@ class Config:
         else:
             lo, hi = 0.0, 1.0
         transform = "logit" if self.bins.layout == "logit" else "identity"
-        return make_layout(transform, self.bins.count, lo, hi, self.metrics.thresholds)
+        n = self.metrics.calibration_bins
+        calibration_edges = tuple(k / n for k in range(1, n))
+        return make_layout(
+            transform, self.bins.count, lo, hi, self.metrics.thresholds + calibration_edges
+        )
 
     def threshold_policy(self) -> ThresholdPolicy:
         m = self.metrics
@@ -305,6 +310,8 @@ def _semantic_problems(c: Config) -> list[str]:
         p.append("metrics.thresholds: duplicate thresholds")
     if not 0.5 <= m.confidence_level < 1.0:
         p.append(f"metrics.confidence_level: {m.confidence_level} must lie in [0.5, 1)")
+    if not 2 <= m.calibration_bins <= 100:
+        p.append(f"metrics.calibration_bins: {m.calibration_bins} must be between 2 and 100")
     if m.cost_fp < 0 or m.cost_fn < 0:
         p.append("metrics.cost_fp / metrics.cost_fn: costs must be >= 0")
     if not 0.0 <= m.recall_floor <= 1.0:

@@ -195,6 +195,7 @@ def _run(
         negative_label_name(config),
         config.metrics.confidence_level,
         config.threshold_policy(),
+        config.metrics.calibration_bins,
     )
     for name, df in derived.items():
         phase(f"writing {name}")

@@ -354,6 +354,46 @@ def threshold_free_metrics(
     return with_wilson(out, {"prevalence": state.n_rows}, confidence)
 
 
+def calibration(
+    state: BinaryState, layout: BinLayout, n_bins: int
+) -> tuple[Curve | None, list[MetricValue]]:
+    """Reliability diagram on ``n_bins`` uniform score bins, ECE, MCE, Brier decomposition.
+
+    The uniform edges k/n_bins are edges of the layout, so each calibration bin
+    is an exact union of layout bins. Per non-empty calibration bin k with
+    weight W_k: mean predicted p̄_k = Σw·p / W_k, observed rate ȳ_k = W_pos,k / W_k.
+    ece = Σ_k W_k/W·|p̄_k − ȳ_k|, mce = max_k |p̄_k − ȳ_k|,
+    brier_reliability = Σ_k W_k/W·(p̄_k − ȳ_k)², brier_resolution = Σ_k W_k/W·(ȳ_k − ȳ)²,
+    brier_uncertainty = ȳ(1 − ȳ) (Murphy's decomposition; REL − RES + UNC equals the
+    Brier score when scores are constant within each calibration bin).
+    """
+    names = ("ece", "mce", "brier_reliability", "brier_resolution", "brier_uncertainty")
+    total = state.total_weight
+    if total <= 0:
+        return None, [MetricValue(n, None) for n in names]
+    edges = np.arange(n_bins + 1) / n_bins  # the same floats as the layout edges k / n
+    # calibration bin of each layout bin; the bin of scores == 1 joins the last one
+    which = np.minimum(np.searchsorted(edges, layout.lower, side="right") - 1, n_bins - 1)
+    weight = np.bincount(which, weights=state.w_pos + state.w_neg, minlength=n_bins)
+    pos = np.bincount(which, weights=state.w_pos, minlength=n_bins)
+    score = np.bincount(which, weights=state.score_sum, minlength=n_bins)
+    keep = weight > 0
+    mean_p = score[keep] / weight[keep]
+    rate = pos[keep] / weight[keep]
+    share = weight[keep] / total
+    base = state.positive_weight / total
+    gap = np.abs(mean_p - rate)
+    values = (
+        float(np.dot(share, gap)),
+        float(gap.max()),
+        float(np.dot(share, gap**2)),
+        float(np.dot(share, (rate - base) ** 2)),
+        base * (1 - base),
+    )
+    curve = Curve("calibration", edges[:-1][keep], mean_p, rate)
+    return curve, [MetricValue(n, v) for n, v in zip(names, values, strict=True)]
+
+
 @dataclass(frozen=True)
 class ThresholdPolicy:
     """Inputs of the recommended thresholds: error costs and operating constraints."""
@@ -417,6 +457,7 @@ def evaluate(
     beta: float,
     confidence: float = 0.95,
     policy: ThresholdPolicy | None = None,
+    calibration_bins: int = 10,
 ) -> BinaryEvaluation:
     """All binary metrics (with intervals), confusion matrices and curves of one group.
 
@@ -432,5 +473,9 @@ def evaluate(
         metrics.extend(
             with_wilson(threshold_metrics(c, beta), _row_count_denominators(c), confidence)
         )
-    curves = [c for c in (roc_curve(state, layout), pr_curve(state, layout)) if c is not None]
+    reliability, calibration_metrics = calibration(state, layout, calibration_bins)
+    metrics.extend(calibration_metrics)
+    curves = [
+        c for c in (roc_curve(state, layout), pr_curve(state, layout), reliability) if c is not None
+    ]
     return BinaryEvaluation(metrics, confusions, curves)

@@ -180,12 +180,13 @@ def _group_function(
     beta: float,
     confidence: float,
     policy: ThresholdPolicy,
+    calibration_bins: int,
     rows: Rows,
     schema: T.StructType,
 ) -> Callable[[tuple, pd.DataFrame], pd.DataFrame]:
     def run(key: tuple, pdf: pd.DataFrame) -> pd.DataFrame:
         state = state_from_pandas(pdf, layout.n_bins)
-        result = evaluate(state, layout, thresholds, beta, confidence, policy)
+        result = evaluate(state, layout, thresholds, beta, confidence, policy, calibration_bins)
         return _frame(dict(zip(KEY_COLUMNS, key, strict=True)), rows(result, state), schema)
 
     return run
@@ -200,6 +201,7 @@ def derive_tables(
     negative_label: str,
     confidence: float = 0.95,
     policy: ThresholdPolicy | None = None,
+    calibration_bins: int = 10,
 ) -> dict[str, DataFrame]:
     """``metrics``, ``confusion_matrices`` and ``curves`` DataFrames from histograms."""
     thresholds = tuple(thresholds)
@@ -215,7 +217,14 @@ def derive_tables(
     return {
         name: grouped.applyInPandas(
             _group_function(
-                layout, thresholds, beta, confidence, policy or ThresholdPolicy(), rows, schema
+                layout,
+                thresholds,
+                beta,
+                confidence,
+                policy or ThresholdPolicy(),
+                calibration_bins,
+                rows,
+                schema,
             ),
             schema=schema,
         )
