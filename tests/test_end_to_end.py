@@ -228,3 +228,42 @@ def test_reject_limit_fails_before_writing(spark, demo) -> None:
     assert not tables.table_exists(spark, tables.output_location(config, "score_histograms"))
     runs = read(spark, config, "runs")
     assert list(runs.status) == ["failed"]
+
+
+def test_tables_carry_intervals_calibration_and_recommendations(spark, demo) -> None:
+    _, config, _ = demo
+    metrics = read(spark, config, "metrics")
+    auc = metrics[(metrics.metric == "roc_auc") & metrics.value.notna() & (metrics.n_positive > 5)]
+    assert len(auc) > 0
+    assert (auc.ci_lower <= auc.value).all() and (auc.value <= auc.ci_upper).all()
+    recall = metrics[(metrics.metric == "recall") & metrics.value.notna()]
+    assert recall.ci_lower.notna().all()
+    names = set(metrics.metric)
+    assert {"ece", "brier_reliability", "recommended_threshold_max_f1"} <= names
+    curves = read(spark, config, "curves")
+    assert {"roc", "pr", "calibration"} == set(curves.curve)
+    confusion = read(spark, config, "confusion_matrices")
+    best = metrics[(metrics.metric == "recommended_threshold_max_f1") & metrics.threshold.notna()]
+    row = best.iloc[0]
+    match = confusion[
+        (confusion.model_name == row.model_name)
+        & (confusion.model_version == row.model_version)
+        & (confusion.slice_key == row.slice_key)
+        & (confusion.slice_value == row.slice_value)
+        & (confusion.window_start == row.window_start)
+        & (confusion.threshold == row.threshold)
+    ]
+    assert len(match) == 4  # its confusion counts are in the table
+
+
+def test_plan_has_one_input_scan_and_one_exchange(spark, demo) -> None:
+    """Regression guard (no timing): the scan is read once and only aggregated rows shuffle."""
+    from clfeval.spark import aggregate, contract
+
+    tmp, config, _ = demo
+    layout = config.layout()
+    raw = spark.read.format("delta").load(f"{tmp}/predictions")
+    states = aggregate.scan_states(contract.normalize(raw, config), config, layout)
+    plan = states._jdf.queryExecution().executedPlan().toString()
+    assert plan.count("Scan parquet") == 1, plan  # also matches "FileScan parquet"
+    assert plan.count("Exchange") == 1, plan

@@ -255,7 +255,9 @@ def roc_auc(state: BinaryState) -> AucInterval | None:
     neg_below = np.cumsum(state.w_neg) - state.w_neg
     lower = float(np.dot(state.w_pos, neg_below)) / (P * N)
     tied = float(np.dot(state.w_pos, state.w_neg)) / (P * N)
-    return AucInterval(lower + tied / 2, lower, lower + tied)
+    # clip: summation order can put a perfect separation at 1 + 1e-16
+    lower, upper = min(lower, 1.0), min(lower + tied, 1.0)
+    return AucInterval(min((lower + upper) / 2, 1.0), lower, upper)
 
 
 def _occupied_descending(state: BinaryState) -> np.ndarray:
