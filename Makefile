@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo_output
 DEMO_ROWS ?= 1000000
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test lint format bench dist clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,13 @@ test: $(STAMP)
 	$(VENV)/bin/ruff format --check lib jobs tests benchmarks
 	$(PY) -m pytest -q tests
 
+## dist: a wheel of clfeval and a zip of the package for spark-submit --py-files
+dist: $(STAMP)
+	rm -rf dist && mkdir -p dist
+	$(PY) -m pip wheel --quiet --no-deps --wheel-dir dist .
+	$(PY) -m zipfile -c dist/clfeval.zip lib/clfeval
+	@ls -l dist
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check lib jobs tests benchmarks
 	$(VENV)/bin/ruff format --check lib jobs tests benchmarks
@@ -37,4 +44,4 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix lib jobs tests benchmarks
 
 clean:
-	rm -rf $(DEMO_DIR) spark-warehouse metastore_db derby.log
+	rm -rf $(DEMO_DIR) dist build spark-warehouse metastore_db derby.log

@@ -15,6 +15,17 @@ import sys
 
 from pyspark.sql import SparkSession
 
+
+def _delta_package() -> str:
+    """The Maven coordinate delta-spark asks for (as configure_spark_with_delta_pip does)."""
+    from importlib.metadata import version
+
+    spark = ".".join(version("pyspark").split(".")[:2])
+    return f"io.delta:delta-spark_{spark}_2.13:{version('delta-spark')}"
+
+
+DELTA_PACKAGE = _delta_package()
+
 DELTA_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
