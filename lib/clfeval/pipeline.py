@@ -228,18 +228,12 @@ def summarize(stored: DataFrame, config: Config) -> list[dict]:
         stored.where(F.col("slice_key") == F.lit(""))
         .groupBy("model_name", "model_version", "bin")
         .agg(*[F.sum(c).alias(c) for c in BinaryState.FIELDS])
-        .collect()
+        .toPandas()
     )
-    groups: dict[tuple[str, str], list] = {}
-    for r in merged:
-        groups.setdefault((r["model_name"], r["model_version"]), []).append(r)
     threshold = config.metrics.thresholds[0]
     out = []
-    for (model, version), rows in sorted(groups.items()):
-        state = BinaryState.empty(layout.n_bins)
-        for r in rows:
-            for name in BinaryState.FIELDS:
-                getattr(state, name)[r["bin"]] += r[name]
+    for (model, version), rows in sorted(merged.groupby(["model_name", "model_version"])):
+        state = derive.state_from_pandas(rows, layout.n_bins)
         values = {
             (m.metric, m.threshold): m
             for m in evaluate(state, layout, (threshold,), config.metrics.f_beta).metrics
