@@ -92,3 +92,21 @@ def test_bad_date_is_a_config_error() -> None:
     done = run_job("--config", str(ROOT / "conf" / "demo.toml"), "--start-date", "2026-13-01")
     assert done.returncode == EXIT_CONFIG
     assert "2026-13-01" in done.stderr
+
+
+def test_installed_entry_point_is_the_same_job() -> None:
+    """The wheel's console script (Databricks wheel task, Airflow) runs the same CLI."""
+    script = Path(sys.executable).parent / "clfeval-evaluate"
+    done = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0
+    assert done.stdout == run_job("--help").stdout
+
+
+def test_catalog_names_are_checked() -> None:
+    ok = parse_config({"input": {"table": "main.ml.preds"}, "output": {"catalog_schema": "main.x"}})
+    assert ok.output.catalog_schema == "main.x"
+    with pytest.raises(ConfigError) as info:
+        parse_config({"input": {"table": "a.b.c.d"}, "output": {"catalog_schema": "a.b.c"}})
+    problems = info.value.problems
+    assert any(p.startswith("input.table:") for p in problems)
+    assert any(p.startswith("output.catalog_schema:") for p in problems)

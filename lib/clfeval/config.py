@@ -28,6 +28,7 @@ from clfeval.errors import ConfigError
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 QUALIFIED_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}$")
+SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]*$")
 PREFIX = re.compile(r"^[A-Za-z0-9_]*$")
 
@@ -335,7 +336,7 @@ def _semantic_problems(c: Config) -> list[str]:
             if not IDENTIFIER.match(col):
                 p.append(f"slices.crosses[{n}]: {col!r} is not a plain column name")
     o = c.output
-    if o.catalog_schema is not None and not QUALIFIED_NAME.match(o.catalog_schema):
+    if o.catalog_schema is not None and not SCHEMA_NAME.match(o.catalog_schema):
         p.append(f"output.catalog_schema: {o.catalog_schema!r} is not a [catalog.]schema name")
     if not PREFIX.match(o.table_prefix):
         p.append(f"output.table_prefix: {o.table_prefix!r} may only hold letters, digits and _")

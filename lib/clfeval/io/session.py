@@ -46,14 +46,24 @@ def build_session(
     timezone: str = "UTC",
     extra_conf: dict[str, str] | None = None,
 ) -> SparkSession:
-    """A SparkSession with Delta enabled and the session time zone set."""
+    """A SparkSession with Delta enabled and the session time zone set.
+
+    An already active session (a Databricks job or notebook, a test) is reused
+    as it is: its jars and static settings were fixed when it started.
+    """
     from delta import configure_spark_with_delta_pip
 
-    # Python workers must run the interpreter that has clfeval and its
-    # dependencies installed (Spark's default is whatever `python3` is on PATH).
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        active.conf.set("spark.sql.session.timeZone", timezone)
+        return active
     builder = SparkSession.builder.appName(app_name)
     under_spark_submit = "PYSPARK_GATEWAY_PORT" in os.environ
+    if not under_spark_submit:
+        # Python workers must run the interpreter that has clfeval and its
+        # dependencies installed (Spark's default is whatever `python3` is on
+        # PATH). Under spark-submit the cluster's set-up decides (README).
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     master = master or os.environ.get("CLFEVAL_SPARK_MASTER")
     if master:
         builder = builder.master(master)
