@@ -9,11 +9,17 @@ from __future__ import annotations
 from statistics import NormalDist
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import f1_score, matthews_corrcoef, roc_auc_score
 
 from clfeval.core.binary import BinaryState, evaluate, roc_auc
 from clfeval.core.bins import make_layout
-from clfeval.core.intervals import delong_interval, delong_variance, wilson
+from clfeval.core.intervals import (
+    delong_interval,
+    delong_variance,
+    f1_interval,
+    mcc_interval,
+    wilson,
+)
 
 LAYOUT = make_layout("logit", 400, -8.0, 8.0, (0.5,))
 
@@ -104,4 +110,77 @@ def test_threshold_metrics_carry_wilson_intervals() -> None:
     c = next(c for c in result.confusions if c.threshold == 0.5)
     expected = wilson(c.n_tp, c.n_tp + c.n_fn, 0.95)
     np.testing.assert_allclose([by_name["recall"].ci_lower, by_name["recall"].ci_upper], expected)
-    assert by_name["f1"].ci_lower is None  # no interval method for F1 yet: NULL, not a guess
+    f1 = f1_interval(by_name["f1"].value, c.n_tp, c.n_fp, c.n_fn, 0.95)
+    assert (by_name["f1"].ci_lower, by_name["f1"].ci_upper) == f1
+    assert by_name["f1"].ci_lower < by_name["f1"].value < by_name["f1"].ci_upper
+    assert by_name["mcc"].ci_lower < by_name["mcc"].value < by_name["mcc"].ci_upper
+
+
+# Cell probabilities (TP, FP, FN, TN) of a classifier at a fixed threshold.
+CELLS = np.array([0.2, 0.1, 0.1, 0.6])
+
+
+def f1_of(x: np.ndarray) -> float:
+    return 2 * x[0] / (2 * x[0] + x[1] + x[2])
+
+
+def mcc_of(x: np.ndarray) -> float:
+    tp, fp, fn, tn = x
+    return (tp * tn - fp * fn) / np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+
+
+def test_delta_method_variance_matches_numerical_gradient() -> None:
+    """The closed-form gradients of the docstring, checked by central differences:
+    on the transformed scale each half-width is z·sqrt(Σ x_i (∂f/∂x_i)²)·(dT/df)."""
+    x = np.array([37.0, 11.0, 9.0, 143.0])
+    z = NormalDist().inv_cdf(0.975)
+    cases = (
+        (f1_of, f1_interval(f1_of(x), *x[:3], 0.95), lambda f: np.log(f / (1 - f))),
+        (mcc_of, mcc_interval(mcc_of(x), *x, 0.95), np.arctanh),
+    )
+    for metric, (low, high), transform in cases:
+        grad = np.array([(metric(x + h) - metric(x - h)) / 2e-6 for h in np.eye(4) * 1e-6])
+        value = metric(x)
+        slope = (transform(value + 1e-6) - transform(value - 1e-6)) / 2e-6
+        expected_half = z * np.sqrt(np.sum(x * grad**2)) * slope
+        halves = [transform(high) - transform(value), transform(value) - transform(low)]
+        np.testing.assert_allclose(halves, expected_half, rtol=1e-5)
+
+
+def test_f1_and_mcc_interval_coverage() -> None:
+    rng = np.random.default_rng(99)
+    true_f1, true_mcc = f1_of(CELLS), mcc_of(CELLS)
+    covered_f1 = covered_mcc = 0
+    trials = 1000
+    for _ in range(trials):
+        tp, fp, fn, tn = rng.multinomial(300, CELLS).astype(float)
+        low, high = f1_interval(f1_of(np.array([tp, fp, fn, tn])), tp, fp, fn, 0.95)
+        covered_f1 += low <= true_f1 <= high
+        low, high = mcc_interval(mcc_of(np.array([tp, fp, fn, tn])), tp, fp, fn, tn, 0.95)
+        covered_mcc += low <= true_mcc <= high
+    assert 0.93 <= covered_f1 / trials <= 0.97, covered_f1 / trials
+    assert 0.93 <= covered_mcc / trials <= 0.97, covered_mcc / trials
+
+
+def test_f1_and_mcc_intervals_agree_with_sklearn_bootstrap() -> None:
+    rng = np.random.default_rng(5)
+    y = rng.random(800) < 0.3
+    p = 1 / (1 + np.exp(-np.where(y, rng.normal(0.8, 1.2, y.size), rng.normal(-0.8, 1.2, y.size))))
+    result = evaluate(BinaryState.from_scores(LAYOUT, y, p), LAYOUT, (0.5,), 1.0)
+    by_name = {m.metric: m for m in result.metrics if m.threshold == 0.5}
+    for name, score in (("f1", f1_score), ("mcc", matthews_corrcoef)):
+        assert abs(by_name[name].value - score(y, p >= 0.5)) < 1e-12
+        boot = []
+        for _ in range(1000):
+            idx = rng.integers(0, y.size, y.size)
+            boot.append(score(y[idx], p[idx] >= 0.5))
+        low, high = np.percentile(boot, [2.5, 97.5])
+        assert abs(by_name[name].ci_lower - low) < 0.015, (name, by_name[name].ci_lower, low)
+        assert abs(by_name[name].ci_upper - high) < 0.015, (name, by_name[name].ci_upper, high)
+
+
+def test_degenerate_f1_and_mcc_have_no_interval() -> None:
+    assert f1_interval(0.0, 0, 5, 5, 0.95) is None
+    assert f1_interval(1.0, 9, 0, 0, 0.95) is None
+    assert mcc_interval(1.0, 9, 0, 0, 9, 0.95) is None
+    assert mcc_interval(0.0, 0, 0, 3, 9, 0.95) is None  # a zero margin: MCC undefined

@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from clfeval.core.bins import BinLayout
-from clfeval.core.intervals import delong_interval, wilson
+from clfeval.core.intervals import delong_interval, f1_interval, mcc_interval, wilson
 
 # scikit-learn's log_loss clips probabilities to [eps, 1 - eps] with float64 eps.
 LOG_LOSS_EPS = float(np.finfo(np.float64).eps)
@@ -226,6 +226,21 @@ def _row_count_denominators(c: Confusion) -> dict[str, int]:
         "npv": c.n_tn + c.n_fn,
         "predicted_positive_rate": total,
     }
+
+
+def with_intervals(c: Confusion, metrics: list[MetricValue], confidence: float) -> list:
+    """Wilson intervals for the proportions, delta-method intervals for F1 and MCC."""
+    out = []
+    for m in with_wilson(metrics, _row_count_denominators(c), confidence):
+        interval = None
+        if m.value is not None and m.metric == "f1":
+            interval = f1_interval(m.value, c.n_tp, c.n_fp, c.n_fn, confidence)
+        elif m.value is not None and m.metric == "mcc":
+            interval = mcc_interval(m.value, c.n_tp, c.n_fp, c.n_fn, c.n_tn, confidence)
+        if interval is not None:
+            m = replace(m, ci_lower=interval[0], ci_upper=interval[1])
+        out.append(m)
+    return out
 
 
 def with_wilson(metrics: list[MetricValue], counts: dict[str, int], confidence: float) -> list:
@@ -472,9 +487,7 @@ def evaluate(
     confusions = confusion_at(state, layout, all_thresholds)
     metrics = threshold_free_metrics(state, layout, confidence) + recommended
     for c in confusions:
-        metrics.extend(
-            with_wilson(threshold_metrics(c, beta), _row_count_denominators(c), confidence)
-        )
+        metrics.extend(with_intervals(c, threshold_metrics(c, beta), confidence))
     reliability, calibration_metrics = calibration(state, layout, calibration_bins)
     metrics.extend(calibration_metrics)
     curves = [
