@@ -118,20 +118,7 @@ def print_summary(result) -> None:
         print(f"  rejected: {reason:<20} {n:,}")
     if result.summary:
         print()
-        columns = [
-            "model",
-            "version",
-            "rows",
-            "positives",
-            "roc_auc",
-            "auc_lower",
-            "auc_upper",
-            "average_precision",
-            "log_loss",
-            "threshold",
-            "precision",
-            "recall",
-        ]
+        columns = list(result.summary[0])
         print(format_table(result.summary, columns))
     print()
 

@@ -30,6 +30,7 @@ IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 QUALIFIED_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}$")
 SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]*$")
+MAX_CLASSES = 200
 PREFIX = re.compile(r"^[A-Za-z0-9_]*$")
 
 
@@ -42,6 +43,8 @@ class InputConfig:
     event_time_column: str = "event_time"
     label_column: str = "label"
     score_column: str = "score"
+    probabilities_column: str = "probabilities"
+    predicted_class_column: str | None = None
     weight_column: str | None = None
     date_partition_column: str | None = None
     models: tuple[str, ...] = ()
@@ -52,6 +55,9 @@ class TaskConfig:
     type: str = "binary"
     positive_label: str | int | bool = 1
     negative_labels: tuple[str | int | bool, ...] = ()
+    classes: tuple[str | int, ...] = ()
+    top_k: tuple[int, ...] = ()
+    probability_tolerance: float = 1e-3
 
 
 @dataclass(frozen=True)
@@ -138,6 +144,14 @@ class Config:
     def positive_label_text(self) -> str:
         return label_text(self.task.positive_label)
 
+    def class_texts(self) -> tuple[str, ...]:
+        """Multiclass: the class names in the order of the probability vector."""
+        return tuple(label_text(v) for v in self.task.classes)
+
+    @property
+    def is_multiclass(self) -> bool:
+        return self.task.type == "multiclass"
+
     def negative_label_texts(self) -> tuple[str, ...]:
         return tuple(label_text(v) for v in self.task.negative_labels)
 
@@ -221,6 +235,10 @@ def _check_type(path: str, value: Any, annotation: str, problems: list[str]) -> 
             problems.append(f"{path}: expected a number, got {value!r}")
             return value
         return float(value)
+    if kind == "str|int":
+        if not isinstance(value, str | int) or isinstance(value, bool):
+            problems.append(f"{path}: expected a string or an integer, got {value!r}")
+        return value
     if kind == "str|int|bool":
         if not isinstance(value, str | int | bool):
             problems.append(f"{path}: expected a string, integer or boolean, got {value!r}")
@@ -267,6 +285,34 @@ def parse_config(raw: dict[str, Any]) -> Config:
     return config
 
 
+def _task_problems(c: Config) -> list[str]:
+    t = c.task
+    p: list[str] = []
+    if t.type not in ("binary", "multiclass"):
+        p.append(f"task.type: {t.type!r} must be 'binary' or 'multiclass'")
+    if t.type != "multiclass":
+        for key in ("classes", "top_k"):
+            if getattr(t, key):
+                p.append(f"task.{key}: only used with task.type = 'multiclass'")
+        return p
+    texts = [label_text(v) for v in t.classes]
+    if not 3 <= len(texts) <= MAX_CLASSES:
+        p.append(
+            f"task.classes: a multiclass task needs 3 to {MAX_CLASSES} classes, got {len(texts)}"
+        )
+    seen: set[str] = set()
+    for n, text in enumerate(texts):
+        if text in seen:
+            p.append(f"task.classes[{n}]: {text!r} is listed twice")
+        seen.add(text)
+    for n, k in enumerate(t.top_k):
+        if not 1 <= k < max(len(texts), 2):
+            p.append(f"task.top_k[{n}]: {k} must lie in [1, number of classes)")
+    if not 0.0 < t.probability_tolerance <= 0.5:
+        p.append(f"task.probability_tolerance: {t.probability_tolerance} must lie in (0, 0.5]")
+    return p
+
+
 def _semantic_problems(c: Config) -> list[str]:
     p: list[str] = []
     i = c.input
@@ -280,6 +326,8 @@ def _semantic_problems(c: Config) -> list[str]:
         "event_time_column",
         "label_column",
         "score_column",
+        "probabilities_column",
+        "predicted_class_column",
         "weight_column",
         "date_partition_column",
     ):
@@ -289,8 +337,7 @@ def _semantic_problems(c: Config) -> list[str]:
     for n, model in enumerate(i.models):
         if not MODEL_NAME.match(model):
             p.append(f"input.models[{n}]: {model!r} may only hold letters, digits and _ . : -")
-    if c.task.type != "binary":
-        p.append(f"task.type: {c.task.type!r} is not supported yet (expected 'binary')")
+    p.extend(_task_problems(c))
     pos = label_text(c.task.positive_label)
     if pos in {label_text(v) for v in c.task.negative_labels}:
         p.append(f"task.negative_labels: contains the positive label {pos!r}")

@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 from clfeval import __version__
 from clfeval.config import Config
 from clfeval.core.binary import BinaryState, evaluate
+from clfeval.core.multiclass import evaluate_multiclass
 from clfeval.errors import ConfigError, ContractError, RejectLimitError
 from clfeval.io import tables
 from clfeval.spark import aggregate, contract, derive
@@ -140,9 +141,16 @@ def _run(
     result: RunResult,
     phase: _Phases,
 ) -> None:
-    rows = contract.normalize(contract.select_range(raw, config, start, end), config)
-    phase(f"scanning input: one aggregation to {layout.n_bins} score bins per group")
-    states = aggregate.scan_states(rows, config, layout).persist()
+    selected = contract.select_range(raw, config, start, end)
+    if config.is_multiclass:
+        rows = contract.normalize_multiclass(selected, config)
+        k = len(config.class_texts())
+        phase(f"scanning input: one aggregation to {k} classes x {layout.n_bins} bins per group")
+        states = aggregate.scan_multiclass_states(rows, config, layout).persist()
+    else:
+        rows = contract.normalize(selected, config)
+        phase(f"scanning input: one aggregation to {layout.n_bins} score bins per group")
+        states = aggregate.scan_states(rows, config, layout).persist()
     try:
         per_day = aggregate.reject_counts(states).collect()
         result.rows_read = sum(int(r["n_rows"]) for r in per_day)
@@ -186,24 +194,37 @@ def _run(
         states.unpersist()
 
     stored = _stored_histograms(spark, config, window)
-    derived = derive.derive_tables(
-        stored,
-        layout,
-        config.metrics.thresholds,
-        config.metrics.f_beta,
-        config.positive_label_text(),
-        negative_label_name(config),
-        config.metrics.confidence_level,
-        config.threshold_policy(),
-        config.metrics.calibration_bins,
-    )
+    if config.is_multiclass:
+        derived = derive.derive_multiclass_tables(
+            stored,
+            layout,
+            config.class_texts(),
+            config.task.top_k,
+            config.metrics.confidence_level,
+            config.metrics.calibration_bins,
+        )
+    else:
+        derived = derive.derive_tables(
+            stored,
+            layout,
+            config.metrics.thresholds,
+            config.metrics.f_beta,
+            config.positive_label_text(),
+            negative_label_name(config),
+            config.metrics.confidence_level,
+            config.threshold_policy(),
+            config.metrics.calibration_bins,
+        )
     for name, df in derived.items():
         phase(f"writing {name}")
         result.output_versions[name] = tables.replace_windows(
             spark, df, tables.output_location(config, name), "day", window[0], window[1], models
         )
     phase("summarizing")
-    result.summary = summarize(stored, config)
+    if config.is_multiclass:
+        result.summary = summarize_multiclass(stored, config)
+    else:
+        result.summary = summarize(stored, config)
 
 
 def _stored_histograms(
@@ -218,6 +239,13 @@ def _stored_histograms(
     )
     if config.input.models:
         stored = stored.where(F.col("model_name").isin(*[F.lit(m) for m in config.input.models]))
+    if config.is_multiclass:
+        classes = [F.lit(c) for c in config.class_texts()]
+        stored = stored.where(
+            F.col("true_label").isin(*classes) & F.col("class_label").isin(*classes)
+        )
+    else:
+        stored = stored.where(F.col("true_label").isNull())
     return stored
 
 
@@ -253,6 +281,41 @@ def summarize(stored: DataFrame, config: Config) -> list[dict]:
                 "threshold": threshold,
                 "precision": values[("precision", threshold)].value,
                 "recall": values[("recall", threshold)].value,
+            }
+        )
+    return out
+
+
+def summarize_multiclass(stored: DataFrame, config: Config) -> list[dict]:
+    """Whole-window multiclass metrics per model version, overall slice."""
+    layout = config.layout()
+    classes = config.class_texts()
+    keys = ["class_label", "true_label", "predicted", "true_rank", "bin"]
+    merged = (
+        stored.where(F.col("slice_key") == F.lit(""))
+        .groupBy("model_name", "model_version", *keys)
+        .agg(*[F.sum(c).alias(c) for c in BinaryState.FIELDS])
+        .toPandas()
+    )
+    out = []
+    for (model, version), rows in sorted(merged.groupby(["model_name", "model_version"])):
+        state = derive.multiclass_state_from_pandas(rows, classes, layout.n_bins)
+        result = evaluate_multiclass(state, classes, layout, config.task.top_k)
+        values = {m.metric.metric: m.metric for m in result.metrics if m.class_label is None}
+        auc = values["roc_auc_ovr_macro"]
+        out.append(
+            {
+                "model": model,
+                "version": version,
+                "rows": state.n_rows,
+                "classes": len(classes),
+                "accuracy": values["accuracy"].value,
+                "f1_macro": values["f1_macro"].value,
+                "roc_auc_ovr_macro": auc.value,
+                "auc_lower": auc.bound_lower,
+                "auc_upper": auc.bound_upper,
+                "roc_auc_ovo_macro": values["roc_auc_ovo_macro"].value,
+                "log_loss": values["log_loss"].value,
             }
         )
     return out

@@ -135,7 +135,8 @@ def replace_windows(
     models: tuple[str, ...],
 ) -> int | None:
     """Atomically replace the rows of [start, end] (and models) with ``df``; returns the version."""
-    writer = df.write.format("delta").partitionBy(*PARTITION_COLUMNS)
+    # mergeSchema: columns added by a newer clfeval (NULL in older rows) join the table.
+    writer = df.write.format("delta").partitionBy(*PARTITION_COLUMNS).option("mergeSchema", "true")
     if table_exists(spark, loc):
         predicate = window_predicate(granularity, start, end, models)
         writer = writer.mode("overwrite").option("replaceWhere", predicate)

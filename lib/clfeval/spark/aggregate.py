@@ -84,6 +84,66 @@ def scan_states(rows: DataFrame, config: Config, layout: BinLayout) -> DataFrame
     )
 
 
+MULTICLASS_KEYS = ("class_index", "true_index", "predicted", "true_rank")
+
+
+def scan_multiclass_states(rows: DataFrame, config: Config, layout: BinLayout) -> DataFrame:
+    """The single aggregation for a K-class model (rows from ``normalize_multiclass``).
+
+    Every valid row is exploded into K items, one per class c with ``p_c``, and
+    grouped by (keys, c, true class, c is the predicted class, rank of the true
+    class on the item of the true class, bin of p_c): the sums of
+    ``core.multiclass.MulticlassState``. ``n_pos``/``w_pos`` count items of the
+    true class, ``n_neg``/``w_neg`` the others; ``n_rows`` counts each input
+    row once (on its true-class item; rejected rows have one item with NULLs).
+    """
+    valid = F.col("reject_reason").isNull()
+    probs, y, w = F.col("probs"), F.col("y"), F.col("weight")
+    p_true = F.element_at(probs, y + F.lit(1))
+    items = F.transform(probs, lambda p, i: F.named_struct(F.lit("c"), i, F.lit("p"), p))
+    no_item = F.array(
+        F.named_struct(F.lit("c"), F.lit(None).cast("int"), F.lit("p"), F.lit(None).cast("double"))
+    )
+    segments = [segment_column_name(c) for c in config.finest_segments()]
+    exploded = rows.select(
+        *DAY_KEYS,
+        *segments,
+        "reject_reason",
+        "y",
+        "pred",
+        "weight",
+        F.size(F.filter(probs, lambda x: x > p_true)).alias("rank"),
+        F.explode(F.when(valid, items).otherwise(no_item)).alias("item"),
+    )
+    c, p = F.col("item.c"), F.col("item.p")
+    is_true = c == y
+    keyed = exploded.select(
+        *DAY_KEYS,
+        *segments,
+        "reject_reason",
+        c.alias("class_index"),
+        y.alias("true_index"),
+        (c == F.col("pred")).alias("predicted"),
+        F.when(is_true, F.col("rank")).alias("true_rank"),
+        F.when(valid, bin_index_column(p, layout)).alias("bin"),
+        is_true.alias("is_true"),
+        p.alias("p"),
+        w.alias("w"),
+    )
+    truth = F.col("is_true")
+    clipped = F.least(F.greatest(F.col("p"), F.lit(LOG_LOSS_EPS)), F.lit(1.0 - LOG_LOSS_EPS))
+    return keyed.groupBy(*DAY_KEYS, *segments, "reject_reason", *MULTICLASS_KEYS, "bin").agg(
+        F.sum(F.when(valid, truth.cast("int")).otherwise(1)).cast("long").alias("n_rows"),
+        F.sum(truth.cast("int")).cast("long").alias("n_pos"),
+        F.sum((~truth).cast("int")).cast("long").alias("n_neg"),
+        F.sum(F.when(truth, F.col("w"))).alias("w_pos"),
+        F.sum(F.when(~truth, F.col("w"))).alias("w_neg"),
+        F.sum(F.when(truth, F.col("w") * -F.log(clipped))).alias("loss_sum"),
+        F.sum(F.col("w") * (F.col("p") - truth.cast("double")) ** 2).alias("sq_err_sum"),
+        F.sum(F.col("w") * F.col("p")).alias("score_sum"),
+    )
+
+
 def reject_counts(states: DataFrame) -> DataFrame:
     """Rows per (model, version, day, reason), from the scan's result."""
     return (
@@ -94,12 +154,18 @@ def reject_counts(states: DataFrame) -> DataFrame:
 
 
 def rollup_slices(states: DataFrame, config: Config, layout: BinLayout) -> DataFrame:
-    """Daily histograms for every slice, with the key columns of the output tables."""
+    """Daily histograms for every slice, with the key columns of the output tables.
+
+    Binary states have one class (the positive label) and NULL ``true_label``,
+    ``predicted``, ``true_rank``; multiclass states carry them (see
+    ``scan_multiclass_states``).
+    """
     valid = states.where(F.col("reject_reason").isNull())
+    class_keys = list(MULTICLASS_KEYS) if config.is_multiclass else []
     per_slice = []
     for columns in config.slices_to_compute():
         seg = [segment_column_name(c) for c in columns]
-        summed = valid.groupBy(*DAY_KEYS, *seg, "bin").agg(
+        summed = valid.groupBy(*DAY_KEYS, *seg, *class_keys, "bin").agg(
             *[F.sum(F.coalesce(F.col(s), F.lit(0))).alias(s) for s in STATE_SUMS]
         )
         value = F.concat_ws(",", *[F.col(c) for c in seg]) if seg else F.lit("")
@@ -108,11 +174,27 @@ def rollup_slices(states: DataFrame, config: Config, layout: BinLayout) -> DataF
                 *DAY_KEYS,
                 F.lit(",".join(columns)).alias("slice_key"),
                 value.alias("slice_value"),
+                *class_keys,
                 "bin",
                 *STATE_SUMS,
             )
         )
     union = reduce(DataFrame.unionByName, per_slice)
+    if config.is_multiclass:
+        names = F.array(*[F.lit(c) for c in config.class_texts()])
+        class_columns = [
+            F.element_at(names, F.col("class_index") + 1).alias("class_label"),
+            F.element_at(names, F.col("true_index") + 1).alias("true_label"),
+            F.col("predicted"),
+            F.col("true_rank").cast("int").alias("true_rank"),
+        ]
+    else:
+        class_columns = [
+            F.lit(config.positive_label_text()).alias("class_label"),
+            F.lit(None).cast("string").alias("true_label"),
+            F.lit(None).cast("boolean").alias("predicted"),
+            F.lit(None).cast("int").alias("true_rank"),
+        ]
     lower = F.array(*[F.lit(float(x)) for x in layout.lower])
     upper = F.array(*[F.lit(float(x)) for x in layout.upper])
     return union.select(
@@ -123,7 +205,7 @@ def rollup_slices(states: DataFrame, config: Config, layout: BinLayout) -> DataF
         F.lit("day").alias("granularity"),
         F.col("day").alias("window_start"),
         F.date_add(F.col("day"), 1).alias("window_end"),
-        F.lit(config.positive_label_text()).alias("class_label"),
+        *class_columns,
         F.col("bin").cast("int").alias("bin"),
         F.element_at(lower, F.col("bin") + 1).alias("bin_lower"),
         F.element_at(upper, F.col("bin") + 1).alias("bin_upper"),

@@ -36,6 +36,18 @@ REJECT_REASONS = (
     "negative_weight",
 )
 
+# Multiclass rows are checked for these instead of the *_score reasons.
+MULTICLASS_REJECT_REASONS = (
+    "null_probability",
+    "bad_probability_length",
+    "nan_probability",
+    "infinite_probability",
+    "probability_out_of_range",
+    "probabilities_not_normalized",
+    "null_predicted_class",
+    "unknown_predicted_class",
+)
+
 _NUMERIC = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType, T.DoubleType)
 _LABEL_TYPES = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.BooleanType, T.StringType)
 _TIME_TYPES = (T.TimestampType, T.TimestampNTZType, T.DateType)
@@ -69,11 +81,14 @@ def check_contract(schema: T.StructType, config: Config) -> None:
     need("model_version_column", i.model_version_column, (T.StringType,), "string")
     need("event_time_column", i.event_time_column, _TIME_TYPES, "timestamp or date")
     need("label_column", i.label_column, _LABEL_TYPES, "integer, boolean or string")
-    need("score_column", i.score_column, (T.FloatType, T.DoubleType), "float or double")
+    if config.is_multiclass:
+        _check_multiclass_columns(fields, config, problems)
+    else:
+        need("score_column", i.score_column, (T.FloatType, T.DoubleType), "float or double")
     need("weight_column", i.weight_column, _NUMERIC, "a numeric type")
     need("date_partition_column", i.date_partition_column, (T.DateType,), "date")
     label_type = fields.get(i.label_column)
-    if isinstance(
+    if not config.is_multiclass and isinstance(
         label_type, T.BooleanType | T.ByteType | T.ShortType | T.IntegerType | T.LongType
     ):
         labels = [config.task.positive_label, *config.task.negative_labels]
@@ -95,6 +110,102 @@ def check_contract(schema: T.StructType, config: Config) -> None:
         raise ContractError(problems)
 
 
+_INTEGER = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
+
+
+def _check_multiclass_columns(fields: dict, config: Config, problems: list[str]) -> None:
+    """Probability vector: map<string, number> keyed by class or array<number> in class order."""
+    i = config.input
+    column = i.probabilities_column
+    kind = fields.get(column)
+    if kind is None:
+        problems.append(f"input.probabilities_column: column {column!r} not found in the input")
+    elif not (
+        (
+            isinstance(kind, T.MapType)
+            and isinstance(kind.keyType, T.StringType)
+            and isinstance(kind.valueType, T.FloatType | T.DoubleType)
+        )
+        or (
+            isinstance(kind, T.ArrayType)
+            and isinstance(kind.elementType, T.FloatType | T.DoubleType)
+        )
+    ):
+        problems.append(
+            f"input.probabilities_column: column {column!r} has type {kind.simpleString()}, "
+            "expected map<string,double> or array<double>"
+        )
+    for key, name in (
+        ("label_column", i.label_column),
+        ("predicted_class_column", i.predicted_class_column),
+    ):
+        kind = fields.get(name) if name else None
+        if isinstance(kind, _INTEGER):
+            for text in config.class_texts():
+                if not text.lstrip("-").isdigit():
+                    problems.append(
+                        f"task.classes: class {text!r} cannot occur in integer column "
+                        f"{name!r} (input.{key})"
+                    )
+                    break
+        elif name and name in fields and not isinstance(kind, T.StringType):
+            problems.append(
+                f"input.{key}: column {name!r} has type {kind.simpleString()}, "
+                "expected string or integer"
+            )
+    if i.predicted_class_column and i.predicted_class_column not in fields:
+        problems.append(
+            f"input.predicted_class_column: column {i.predicted_class_column!r} "
+            "not found in the input"
+        )
+
+
+def class_index(value: Column, classes: tuple[str, ...]) -> Column:
+    """0-based position of ``value`` (as text) in the class list, -1 when unknown."""
+    return F.array_position(F.array(*[F.lit(c) for c in classes]), value.cast("string")) - 1
+
+
+def probability_vector(column: Column, kind: T.DataType, classes: tuple[str, ...]) -> Column:
+    """array<double> in class order (a map is read by class name; missing keys give NULL)."""
+    if isinstance(kind, T.MapType):
+        return F.array(*[F.try_element_at(column, F.lit(c)).cast("double") for c in classes])
+    return column.cast("array<double>")
+
+
+def _probability_checks(config: Config, kind: T.DataType) -> list[tuple[str, Column]]:
+    classes = config.class_texts()
+    raw = F.col(config.input.probabilities_column)
+    if isinstance(kind, T.MapType):
+        keys_found = F.size(
+            F.array_intersect(F.map_keys(raw), F.array(*[F.lit(c) for c in classes]))
+        )
+        wrong_length = (F.size(raw) != F.lit(len(classes))) | (keys_found != F.lit(len(classes)))
+    else:
+        wrong_length = F.size(raw) != F.lit(len(classes))
+    probs = probability_vector(raw, kind, classes)
+    total = F.aggregate(probs, F.lit(0.0), lambda acc, x: acc + x)
+    tolerance = F.lit(config.task.probability_tolerance)
+    checks = [
+        ("null_probability", raw.isNull()),
+        ("bad_probability_length", wrong_length),
+        ("null_probability", F.exists(probs, lambda x: x.isNull())),
+        ("nan_probability", F.exists(probs, lambda x: F.isnan(x))),
+        ("infinite_probability", F.exists(probs, lambda x: F.abs(x) == F.lit(float("inf")))),
+        (
+            "probability_out_of_range",
+            F.exists(probs, lambda x: (x < F.lit(0.0)) | (x > F.lit(1.0))),
+        ),
+        ("probabilities_not_normalized", F.abs(total - F.lit(1.0)) > tolerance),
+    ]
+    predicted = config.input.predicted_class_column
+    if predicted is not None:
+        checks += [
+            ("null_predicted_class", F.col(predicted).isNull()),
+            ("unknown_predicted_class", class_index(F.col(predicted), classes) < F.lit(0)),
+        ]
+    return checks
+
+
 def escaped_segment(column: Column) -> Column:
     """Spark twin of ``core.slices.escape_value``: ``\\`` -> ``\\\\``, ``,`` -> ``\\,``."""
     text = column.cast("string")
@@ -103,26 +214,35 @@ def escaped_segment(column: Column) -> Column:
     return F.when(column.isNull(), F.lit(NULL_TOKEN)).otherwise(text)
 
 
-def reject_reason(config: Config) -> Column:
-    """The first reject reason that applies to a row, or NULL."""
+def reject_reason(config: Config, probabilities_type: T.DataType | None = None) -> Column:
+    """The first reject reason that applies to a row, or NULL.
+
+    ``probabilities_type`` (the input's type of the probabilities column) is
+    needed for multiclass tasks.
+    """
     i = config.input
     label = F.col(i.label_column).cast("string")
-    score = F.col(i.score_column).cast("double")
-    known = [config.positive_label_text(), *config.negative_label_texts()]
     checks: list[tuple[str, Column]] = [
         ("null_model_name", F.col(i.model_name_column).isNull()),
         ("null_model_version", F.col(i.model_version_column).isNull()),
         ("null_event_time", F.col(i.event_time_column).isNull()),
         ("null_label", label.isNull()),
     ]
-    if config.task.negative_labels:
-        checks.append(("unknown_label", ~label.isin(*[F.lit(k) for k in known])))
-    checks += [
-        ("null_score", score.isNull()),
-        ("nan_score", F.isnan(score)),
-        ("infinite_score", F.abs(score) == F.lit(float("inf"))),
-        ("score_out_of_range", (score < F.lit(0.0)) | (score > F.lit(1.0))),
-    ]
+    if config.is_multiclass:
+        assert probabilities_type is not None
+        checks.append(("unknown_label", class_index(label, config.class_texts()) < F.lit(0)))
+        checks += _probability_checks(config, probabilities_type)
+    else:
+        score = F.col(i.score_column).cast("double")
+        known = [config.positive_label_text(), *config.negative_label_texts()]
+        if config.task.negative_labels:
+            checks.append(("unknown_label", ~label.isin(*[F.lit(k) for k in known])))
+        checks += [
+            ("null_score", score.isNull()),
+            ("nan_score", F.isnan(score)),
+            ("infinite_score", F.abs(score) == F.lit(float("inf"))),
+            ("score_out_of_range", (score < F.lit(0.0)) | (score > F.lit(1.0))),
+        ]
     if i.weight_column is not None:
         weight = F.col(i.weight_column).cast("double")
         checks += [
@@ -190,5 +310,48 @@ def normalize(df: DataFrame, config: Config) -> DataFrame:
         "reject_reason",
         F.when(valid, F.col("is_positive")).alias("y"),
         F.when(valid, F.col("raw_score")).alias("score"),
+        F.when(valid, F.col("raw_weight")).alias("weight"),
+    )
+
+
+def normalize_multiclass(df: DataFrame, config: Config) -> DataFrame:
+    """Canonical multiclass columns: model_name, model_version, day, segments,
+    reject_reason, y (true class index), probs (array<double> in class order),
+    pred (predicted class index: the input's column, else the first argmax), weight.
+    """
+    i = config.input
+    classes = config.class_texts()
+    kind = df.schema[i.probabilities_column].dataType
+    weight = F.lit(1.0) if i.weight_column is None else F.col(i.weight_column).cast("double")
+    segments = [segment_column_name(c) for c in config.finest_segments()]
+    tagged = df.select(
+        F.col(i.model_name_column).alias("model_name"),
+        F.col(i.model_version_column).alias("model_version"),
+        F.to_date(F.col(i.event_time_column)).alias("day"),
+        *[
+            escaped_segment(F.col(c)).alias(segment_column_name(c))
+            for c in config.finest_segments()
+        ],
+        reject_reason(config, kind).alias("reject_reason"),
+        class_index(F.col(i.label_column), classes).alias("raw_y"),
+        probability_vector(F.col(i.probabilities_column), kind, classes).alias("raw_probs"),
+        (
+            class_index(F.col(i.predicted_class_column), classes)
+            if i.predicted_class_column
+            else F.lit(None).cast("int")
+        ).alias("raw_pred"),
+        weight.alias("raw_weight"),
+    )
+    valid = F.col("reject_reason").isNull()
+    argmax = F.array_position(F.col("raw_probs"), F.array_max(F.col("raw_probs"))) - 1
+    return tagged.select(
+        "model_name",
+        "model_version",
+        "day",
+        *segments,
+        "reject_reason",
+        F.when(valid, F.col("raw_y")).cast("int").alias("y"),
+        F.when(valid, F.col("raw_probs")).alias("probs"),
+        F.when(valid, F.coalesce(F.col("raw_pred"), argmax)).cast("int").alias("pred"),
         F.when(valid, F.col("raw_weight")).alias("weight"),
     )

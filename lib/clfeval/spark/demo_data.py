@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+from functools import reduce
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -104,4 +105,74 @@ def demo_predictions(
         label.alias("label"),
         score.alias("score"),
         F.round(F.exp(F.lit(0.4) * F.col("u_weight")), 3).alias("weight"),
+    )
+
+
+SPECIES = ("cat", "dog", "bird", "fish", "horse")
+MULTICLASS_MODELS = (("species_classifier", "v1"), ("species_classifier", "v2"))
+
+
+def demo_multiclass_predictions(
+    spark: SparkSession,
+    rows: int = 200_000,
+    days: int = 14,
+    start: dt.date = dt.date(2026, 11, 1),
+    classes: tuple[str, ...] = SPECIES,
+    bad_row_rate: float = 0.003,
+    seed: int = 11,
+    partitions: int = 8,
+) -> DataFrame:
+    """Multiclass demo predictions: ``probabilities`` map<string,double> keyed by class,
+    string ``label``; classes have unequal prevalence, v2 separates them better,
+    and a few rows are bad (missing class key, unnormalized vector, unknown or
+    null label).
+    """
+    K = len(classes)
+    base = spark.range(0, rows, numPartitions=partitions)
+    model_index = (F.col("id") % len(MULTICLASS_MODELS)).cast("int")
+    versions = F.array(*[F.lit(v) for _, v in MULTICLASS_MODELS])
+    start_epoch = calendar.timegm(start.timetuple())
+    prevalence = tuple(1.0 / (k + 1) for k in range(K))  # Zipf-like: class 0 commonest
+    df = base.select(
+        F.col("id"),
+        F.lit(MULTICLASS_MODELS[0][0]).alias("model_name"),
+        F.element_at(versions, model_index + 1).alias("model_version"),
+        F.timestamp_seconds(F.lit(start_epoch) + F.floor(F.rand(seed) * days * 86400)).alias(
+            "event_time"
+        ),
+        _pick(REGIONS, F.rand(seed + 1 * _SEED_STRIDE), (0.35, 0.3, 0.2, 0.1, 0.05)).alias(
+            "region"
+        ),
+        _pick(classes, F.rand(seed + 2 * _SEED_STRIDE), prevalence).alias("true_class"),
+        F.rand(seed + 3 * _SEED_STRIDE).alias("u_bad"),
+        *[F.randn(seed + (10 + k) * _SEED_STRIDE).alias(f"noise_{k}") for k in range(K)],
+    )
+    boost = F.when(F.col("model_version") == F.lit("v2"), F.lit(2.2)).otherwise(F.lit(1.5))
+    logits = [
+        F.col(f"noise_{k}") + F.when(F.col("true_class") == F.lit(c), boost).otherwise(0.0)
+        for k, c in enumerate(classes)
+    ]
+    exps = [F.exp(x) for x in logits]
+    total = reduce(lambda a, b: a + b, exps)
+    b = F.col("u_bad") / F.lit(bad_row_rate)
+    bad = F.col("u_bad") < F.lit(bad_row_rate)
+    scale = F.when(bad & (b < 0.25), F.lit(1.2)).otherwise(F.lit(1.0))  # not normalized
+    pairs = [item for k, c in enumerate(classes) for item in (F.lit(c), exps[k] / total * scale)]
+    full = F.create_map(*pairs)
+    missing_key = F.create_map(*pairs[:-2])  # last class missing
+    probabilities = F.when(bad & (b >= 0.25) & (b < 0.5), missing_key).otherwise(full)
+    label = (
+        F.when(bad & (b >= 0.5) & (b < 0.75), F.lit("zebra"))
+        .when(bad & (b >= 0.75), F.lit(None).cast("string"))
+        .otherwise(F.col("true_class"))
+    )
+    return df.select(
+        "id",
+        "model_name",
+        "model_version",
+        "event_time",
+        F.to_date("event_time").alias("date"),
+        "region",
+        label.alias("label"),
+        probabilities.alias("probabilities"),
     )

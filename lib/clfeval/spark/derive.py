@@ -17,6 +17,7 @@ from pyspark.sql import types as T
 
 from clfeval.core.binary import BinaryEvaluation, BinaryState, ThresholdPolicy, evaluate
 from clfeval.core.bins import BinLayout
+from clfeval.core.multiclass import MulticlassEvaluation, MulticlassState, evaluate_multiclass
 
 KEY_COLUMNS = (
     "model_name",
@@ -45,6 +46,9 @@ def _schema(*fields: tuple[str, T.DataType]) -> T.StructType:
 
 HISTOGRAM_SCHEMA = _schema(
     ("class_label", T.StringType()),
+    ("true_label", T.StringType()),
+    ("predicted", T.BooleanType()),
+    ("true_rank", T.IntegerType()),
     ("bin", T.IntegerType()),
     ("bin_lower", T.DoubleType()),
     ("bin_upper", T.DoubleType()),
@@ -230,3 +234,119 @@ def derive_tables(
         )
         for name, (rows, schema) in specs.items()
     }
+
+
+def multiclass_state_from_pandas(
+    pdf: pd.DataFrame, classes: tuple[str, ...], n_bins: int
+) -> MulticlassState:
+    """One group's multiclass histogram rows as a ``MulticlassState``."""
+    state = MulticlassState.empty(len(classes), n_bins)
+    index = {name: k for k, name in enumerate(classes)}
+    c = pdf["class_label"].map(index).to_numpy(dtype=np.int64)
+    t = pdf["true_label"].map(index).to_numpy(dtype=np.int64)
+    b = pdf["bin"].to_numpy(dtype=np.int64)
+    n = (pdf["n_pos"] + pdf["n_neg"]).to_numpy(dtype=np.int64)
+    w = (pdf["w_pos"].fillna(0.0) + pdf["w_neg"].fillna(0.0)).to_numpy()
+    np.add.at(state.n, (c, t, b), n)
+    np.add.at(state.w, (c, t, b), w)
+    for name in ("score_sum", "sq_err_sum", "loss_sum"):
+        np.add.at(getattr(state, name), (c, b), pdf[name].fillna(0.0).to_numpy())
+    pred = pdf["predicted"].fillna(False).to_numpy(dtype=bool)
+    np.add.at(state.confusion_n, (t[pred], c[pred]), n[pred])
+    np.add.at(state.confusion_w, (t[pred], c[pred]), w[pred])
+    top = pdf[pred].assign(loss_sum=0.0, sq_err_sum=0.0)
+    state.top_label = state_from_pandas(top.fillna({"w_pos": 0.0, "w_neg": 0.0}), n_bins)
+    ranked = pdf["true_rank"].notna().to_numpy()
+    r = pdf["true_rank"].fillna(0).to_numpy(dtype=np.int64)
+    np.add.at(state.rank_n, (t[ranked], r[ranked]), n[ranked])
+    np.add.at(state.rank_w, (t[ranked], r[ranked]), w[ranked])
+    return state
+
+
+def _multiclass_rows(
+    result: MulticlassEvaluation, state: MulticlassState, classes: tuple[str, ...]
+) -> dict[str, list[dict]]:
+    support = state.confusion_n.sum(axis=1)
+    total = state.n_rows
+
+    def counts(label: str | None) -> dict:
+        if label is None:
+            return {"n_rows": total, "n_positive": None, "n_negative": None}
+        k = classes.index(label)
+        return {
+            "n_rows": total,
+            "n_positive": int(support[k]),
+            "n_negative": int(total - support[k]),
+        }
+
+    metrics = [
+        {
+            "metric": m.metric.metric,
+            "class_label": m.class_label,
+            "threshold": None,
+            "value": m.metric.value,
+            "ci_lower": m.metric.ci_lower,
+            "ci_upper": m.metric.ci_upper,
+            "bound_lower": m.metric.bound_lower,
+            "bound_upper": m.metric.bound_upper,
+            "numerator": m.metric.numerator,
+            "denominator": m.metric.denominator,
+            **counts(m.class_label),
+            "weight_total": state.total_weight,
+        }
+        for m in result.metrics
+    ]
+    confusion = [
+        {
+            "threshold": None,
+            "actual_label": actual,
+            "predicted_label": predicted,
+            "n_rows": int(result.confusion_n[i, j]),
+            "weight": float(result.confusion_w[i, j]),
+        }
+        for i, actual in enumerate(classes)
+        for j, predicted in enumerate(classes)
+    ]
+    curves = [
+        {
+            "curve": curve.name,
+            "class_label": label,
+            "point": i,
+            "threshold": float(t),
+            "x": float(x),
+            "y": float(y),
+        }
+        for label, curve in result.curves
+        for i, (t, x, y) in enumerate(zip(curve.thresholds, curve.x, curve.y, strict=True))
+    ]
+    return {"metrics": metrics, "confusion_matrices": confusion, "curves": curves}
+
+
+def derive_multiclass_tables(
+    histograms: DataFrame,
+    layout: BinLayout,
+    classes: tuple[str, ...],
+    top_k: tuple[int, ...],
+    confidence: float = 0.95,
+    calibration_bins: int = 10,
+) -> dict[str, DataFrame]:
+    """``metrics``, ``confusion_matrices`` and ``curves`` of multiclass histograms."""
+    grouped = histograms.groupBy(*KEY_COLUMNS)
+    schemas = {
+        "metrics": METRICS_SCHEMA,
+        "confusion_matrices": CONFUSION_SCHEMA,
+        "curves": CURVES_SCHEMA,
+    }
+
+    def function(table: str) -> Callable[[tuple, pd.DataFrame], pd.DataFrame]:
+        def run(key: tuple, pdf: pd.DataFrame) -> pd.DataFrame:
+            state = multiclass_state_from_pandas(pdf, classes, layout.n_bins)
+            result = evaluate_multiclass(
+                state, classes, layout, top_k, confidence, calibration_bins
+            )
+            rows = _multiclass_rows(result, state, classes)[table]
+            return _frame(dict(zip(KEY_COLUMNS, key, strict=True)), rows, schemas[table])
+
+        return run
+
+    return {name: grouped.applyInPandas(function(name), schema=s) for name, s in schemas.items()}

@@ -1,0 +1,150 @@
+"""Multiclass end to end: demo rows -> run_evaluation -> Delta tables -> scikit-learn.
+
+Per (model, version, slice, day) the metrics are recomputed by scikit-learn
+from the raw rows read back from the input table (weighted). Tolerances: the
+confusion matrix, accuracy-type metrics, top-k, log loss and Brier do not
+depend on binning: abs 1e-9. One-vs-rest AUCs (per class, macro, weighted):
+the exact value lies inside the stored guaranteed bound.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import metrics as skm
+
+from clfeval.config import parse_config
+from clfeval.io import tables
+from clfeval.pipeline import run_evaluation
+from clfeval.spark.demo_data import SPECIES, demo_multiclass_predictions
+
+pytestmark = pytest.mark.spark
+
+START = dt.date(2026, 4, 1)
+
+
+@pytest.fixture(scope="module")
+def multiclass(spark, tmp_path_factory):
+    tmp = str(tmp_path_factory.mktemp("mc"))
+    df = demo_multiclass_predictions(spark, rows=6_000, days=2, start=START, bad_row_rate=0.02)
+    tables.write_predictions(df, f"{tmp}/predictions")
+    config = parse_config(
+        {
+            "input": {"path": f"{tmp}/predictions", "date_partition_column": "date"},
+            "task": {"type": "multiclass", "classes": list(SPECIES), "top_k": [2]},
+            "slices": {"segment_columns": ["region"]},
+            "output": {"path": f"{tmp}/metrics"},
+        }
+    )
+    result = run_evaluation(spark, config, log=lambda _: None)
+    raw = spark.read.format("delta").load(f"{tmp}/predictions").toPandas()
+    return config, result, raw
+
+
+def read(spark, config, name: str) -> pd.DataFrame:
+    return tables.read_table(spark, tables.output_location(config, name)).toPandas()
+
+
+def valid_rows(raw: pd.DataFrame) -> pd.DataFrame:
+    complete = raw.probabilities.map(lambda m: set(m) == set(SPECIES))
+    normalized = raw.probabilities.map(lambda m: abs(sum(m.values()) - 1) <= 1e-3)
+    return raw[raw.label.isin(SPECIES) & complete & normalized].copy()
+
+
+def expected_reason(row: pd.Series) -> str | None:
+    """The first reject reason of a raw row, in the job's documented order."""
+    probs = row.probabilities
+    if row.label is None:
+        return "null_label"
+    if row.label not in SPECIES:
+        return "unknown_label"
+    if set(probs) != set(SPECIES):
+        return "bad_probability_length"
+    if any(not 0 <= v <= 1 for v in probs.values()):
+        return "probability_out_of_range"
+    if abs(sum(probs.values()) - 1) > 1e-3:
+        return "probabilities_not_normalized"
+    return None
+
+
+def test_bad_rows_counted_under_their_reasons(multiclass) -> None:
+    _, result, raw = multiclass
+    reasons = raw.apply(expected_reason, axis=1).dropna().value_counts().to_dict()
+    assert result.rows_read == len(raw)
+    assert result.rows_evaluated == len(valid_rows(raw)) == len(raw) - sum(reasons.values())
+    assert result.reject_counts == reasons
+    assert len(reasons) >= 4
+
+
+def test_multiclass_tables_match_sklearn_per_group(spark, multiclass) -> None:
+    config, _, raw = multiclass
+    rows = valid_rows(raw)
+    rows["day"] = rows.event_time.dt.date
+    metrics = read(spark, config, "metrics")
+    confusion = read(spark, config, "confusion_matrices")
+    labels = sorted(SPECIES)  # scikit-learn wants probability columns in sorted label order
+    checked = 0
+    for columns in config.slices_to_compute():
+        for key, part in rows.groupby(["model_name", "model_version", "day", *columns]):
+            model, version, day, *values = key
+            where = (
+                (metrics.model_name == model)
+                & (metrics.model_version == version)
+                & (metrics.slice_key == ",".join(columns))
+                & (metrics.slice_value == ",".join(values))
+                & (metrics.window_start == day)
+            )
+            group = metrics[where]
+            overall = group[group.class_label.isna()].set_index("metric").value
+            y = part.label.to_numpy()
+            probs = np.array([[m[c] for c in labels] for m in part.probabilities])
+            pred = np.array(labels)[probs.argmax(axis=1)]
+            exact = {
+                "accuracy": skm.accuracy_score(y, pred),
+                "balanced_accuracy": skm.balanced_accuracy_score(y, pred),
+                "mcc": skm.matthews_corrcoef(y, pred),
+                "cohen_kappa": skm.cohen_kappa_score(y, pred),
+                "f1_macro": skm.f1_score(y, pred, average="macro", zero_division=0),
+                "f1_weighted": skm.f1_score(y, pred, average="weighted", zero_division=0),
+                "top_2_accuracy": skm.top_k_accuracy_score(y, probs, k=2, labels=labels),
+                "log_loss": skm.log_loss(y, probs, labels=labels),
+            }
+            for name, value in exact.items():
+                if np.isnan(overall[name]):  # NULL where scikit-learn returns 0 for 0/0
+                    denominator = group[group.class_label.isna() & (group.metric == name)]
+                    assert value == 0 and denominator.denominator.iloc[0] == 0, (key, name)
+                    continue
+                assert overall[name] == pytest.approx(value, abs=1e-9), (key, name)
+            cells = confusion[
+                (confusion.model_name == model)
+                & (confusion.model_version == version)
+                & (confusion.slice_key == ",".join(columns))
+                & (confusion.slice_value == ",".join(values))
+                & (confusion.window_start == day)
+            ].pivot(index="actual_label", columns="predicted_label", values="n_rows")
+            np.testing.assert_array_equal(
+                cells.loc[labels, labels].to_numpy(), skm.confusion_matrix(y, pred, labels=labels)
+            )
+            if set(y) == set(labels):
+                auc = group[group.class_label.isna() & (group.metric == "roc_auc_ovr_macro")]
+                value = skm.roc_auc_score(y, probs, multi_class="ovr", labels=labels)
+                assert auc.bound_lower.iloc[0] - 1e-12 <= value <= auc.bound_upper.iloc[0] + 1e-12
+            for c, label in enumerate(labels):
+                if 0 < (y == label).sum() < len(y):
+                    row = group[(group.class_label == label) & (group.metric == "roc_auc")].iloc[0]
+                    value = skm.roc_auc_score(y == label, probs[:, c])
+                    assert row.bound_lower - 1e-12 <= value <= row.bound_upper + 1e-12
+            checked += 1
+    assert checked >= 2 * 2 * 6  # versions x days x (overall + 5 regions)
+
+
+def test_curves_per_class_and_top_label(spark, multiclass) -> None:
+    config, _, _ = multiclass
+    curves = read(spark, config, "curves")
+    overall = curves[curves.slice_key == ""]
+    for label in SPECIES:
+        assert set(overall[overall.class_label == label].curve) == {"roc", "pr", "calibration"}
+    assert (overall[overall.class_label.isna()].curve == "calibration_top_label").all()
