@@ -18,9 +18,12 @@ $(STAMP): pyproject.toml
 
 ## demo: generate a demo predictions table, evaluate it, print a summary
 demo: $(STAMP)
-	$(PY) jobs/generate_demo.py --output $(DEMO_DIR)/predictions --rows $(DEMO_ROWS)
+	$(PY) jobs/generate_demo.py --output $(DEMO_DIR)/predictions --rows $(DEMO_ROWS) \
+		--multiclass-output $(DEMO_DIR)/predictions_multiclass
 	$(PY) jobs/evaluate.py --config conf/demo.toml --set output.path=$(DEMO_DIR)/metrics \
 		--set input.path=$(DEMO_DIR)/predictions
+	$(PY) jobs/evaluate.py --config conf/demo_multiclass.toml \
+		--set output.path=$(DEMO_DIR)/metrics --set input.path=$(DEMO_DIR)/predictions_multiclass
 
 ## test: the whole test suite (CI runs exactly this)
 test: $(STAMP)

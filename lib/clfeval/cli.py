@@ -162,10 +162,15 @@ def generate_demo_main(argv: list[str] | None = None) -> int:
     p.add_argument("--start-date", type=_date, default=dt.date(2026, 11, 1))
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--master", help="Spark master (default: local[*])")
+    p.add_argument(
+        "--multiclass-output",
+        help="also write a 5-class demo table (species_classifier v1/v2, probabilities as "
+        "map<string,double>, string labels) here, with a fifth of --rows rows",
+    )
     args = p.parse_args(argv)
     from clfeval.io.session import build_session
     from clfeval.io.tables import write_predictions
-    from clfeval.spark.demo_data import demo_predictions
+    from clfeval.spark.demo_data import demo_multiclass_predictions, demo_predictions
 
     spark = build_session("clfeval-demo-data", master=args.master)
     df = demo_predictions(
@@ -174,4 +179,12 @@ def generate_demo_main(argv: list[str] | None = None) -> int:
     print(f"[clfeval] writing {args.rows:,} demo predictions to {args.output}")
     write_predictions(df, args.output)
     print(f"[clfeval] wrote {args.output}")
+    if args.multiclass_output:
+        rows = max(args.rows // 5, 1)
+        df = demo_multiclass_predictions(
+            spark, rows=rows, days=args.days, start=args.start_date, seed=args.seed + 4
+        )
+        print(f"[clfeval] writing {rows:,} multiclass demo predictions to {args.multiclass_output}")
+        write_predictions(df, args.multiclass_output)
+        print(f"[clfeval] wrote {args.multiclass_output}")
     return EXIT_OK
