@@ -31,6 +31,11 @@ test: $(STAMP)
 	$(VENV)/bin/ruff format --check lib jobs tests benchmarks
 	$(PY) -m pytest -q tests
 
+## bench: clfeval vs scan floor vs MLlib vs scikit-learn (20M rows; not part of `make test`)
+BENCH_ARGS ?= --rows 20000000 --reps 3
+bench: $(STAMP)
+	$(PY) benchmarks/bench.py $(BENCH_ARGS)
+
 ## dist: a wheel of clfeval and a zip of the package for spark-submit --py-files
 dist: $(STAMP)
 	rm -rf dist && mkdir -p dist

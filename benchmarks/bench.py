@@ -1,0 +1,387 @@
+"""clfeval against the scan floor, Spark MLlib and scikit-learn, measured in one run.
+
+Generates (once, cached by shape) a predictions Delta table of ``--rows`` rows:
+``--versions`` model versions x ``--segments`` segment values x ``--days`` days,
+~``--positive-rate`` positives, logit-normal scores. Then, ``--reps`` times each,
+medians reported:
+
+1. scan floor: a grouped count/sum over the same columns of the same table;
+2. clfeval: the full binary evaluation (every table written; slices overall
+   and segment; default bins);
+3. Spark MLlib ``BinaryClassificationEvaluator`` (areaUnderROC + areaUnderPR)
+   per (version, slice, day) group: a sample of groups is timed and the time
+   extrapolated to all groups (labelled as extrapolated);
+4. scikit-learn ``roc_auc_score`` + ``average_precision_score`` per group on
+   the same rows read with pyarrow/pandas (one machine).
+
+Printed: the ratios (2)/(1), (3)/(2), (4)/(2), the largest |AUC clfeval -
+AUC scikit-learn| and the widest AUC bound, and peak memory of the driver
+(Python process and, in local mode, the JVM that hosts driver and executors)
+sampled during (2). Optional sweeps: ``--bins-sweep 100,1000,10000``,
+``--slices-sweep`` and ``--multiclass-k 5,20,50``.
+
+    make bench                                  # 20M rows, 3 repetitions
+    .venv/bin/python benchmarks/bench.py --rows 2000000 --reps 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import calendar
+import datetime as dt
+import os
+import shutil
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+from pyspark.ml.evaluation import BinaryClassificationEvaluator
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from clfeval.config import parse_config
+from clfeval.io import tables
+from clfeval.io.session import build_session
+from clfeval.pipeline import run_evaluation
+from clfeval.spark.demo_data import demo_multiclass_predictions
+
+START = dt.date(2026, 1, 5)
+_STRIDE = 1_000_003
+
+
+def bench_predictions(spark: SparkSession, args: argparse.Namespace):
+    """One model, ``versions`` x ``segments`` x ``days``; positives logit ~ N(-0.5, 1.5)."""
+    base = spark.range(0, args.rows, numPartitions=max(8, args.rows // 2_000_000))
+    start_epoch = calendar.timegm(START.timetuple())
+    seed = 17
+    version = (F.rand(seed) * args.versions).cast("int")
+    segment = (F.rand(seed + _STRIDE) * args.segments).cast("int")
+    channel = (F.rand(seed + 2 * _STRIDE) * 4).cast("int")
+    positive = F.rand(seed + 3 * _STRIDE) < F.lit(args.positive_rate)
+    logit = F.when(positive, F.lit(-0.5) + 0.1 * version).otherwise(F.lit(-3.0))
+    logit = logit + F.lit(1.5) * F.randn(seed + 4 * _STRIDE)
+    event = F.timestamp_seconds(
+        F.lit(start_epoch) + F.floor(F.rand(seed + 5 * _STRIDE) * args.days * 86400)
+    )
+    return base.select(
+        F.lit("bench_model").alias("model_name"),
+        F.concat(F.lit("v"), version.cast("string")).alias("model_version"),
+        event.alias("event_time"),
+        F.to_date(event).alias("date"),
+        F.concat(F.lit("s"), segment.cast("string")).alias("segment"),
+        F.concat(F.lit("c"), channel.cast("string")).alias("channel"),
+        positive.cast("int").alias("label"),
+        (1.0 / (1.0 + F.exp(-logit))).alias("score"),
+    )
+
+
+def ensure_table(spark: SparkSession, args: argparse.Namespace) -> str:
+    shape = f"r{args.rows}_v{args.versions}_s{args.segments}_d{args.days}_p{args.positive_rate}"
+    path = os.path.join(args.work, f"predictions_{shape}")
+    if not tables.table_exists(spark, tables.TableLocation("input", path=path)):
+        print(f"generating {args.rows:,} rows into {path} ...", flush=True)
+        tables.write_predictions(bench_predictions(spark, args), path)
+    return path
+
+
+class PeakMemory:
+    """Samples the resident set of this process and of its JVM child every 50 ms."""
+
+    def __init__(self) -> None:
+        self.python = 0
+        self.jvm = 0
+        self._stop = threading.Event()
+        self._jvm_pid = _jvm_child()
+
+    @staticmethod
+    def _rss(pid: int | str) -> int:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        except OSError:
+            return 0
+        return 0
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.python = max(self.python, self._rss("self"))
+            if self._jvm_pid:
+                self.jvm = max(self.jvm, self._rss(self._jvm_pid))
+            time.sleep(0.05)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _jvm_child() -> int | None:
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid == me and b"java" in (entry / "cmdline").read_bytes():
+                return int(entry.name)
+        except (OSError, ValueError, IndexError):
+            continue
+    return None
+
+
+def timed(fn: Callable[[], object], reps: int, label: str) -> list[float]:
+    times = []
+    for k in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        print(f"  {label} rep {k + 1}: {times[-1]:.1f} s", flush=True)
+    return times
+
+
+def scan_floor(spark: SparkSession, path: str) -> None:
+    df = spark.read.format("delta").load(path)
+    df.groupBy("model_version", "segment", F.to_date("event_time")).agg(
+        F.count(F.lit(1)), F.sum("label"), F.sum("score")
+    ).collect()
+
+
+def clfeval_config(path: str, out: str, **sections: dict):
+    raw = {
+        "input": {"path": path, "date_partition_column": "date"},
+        "task": {"positive_label": 1, "negative_labels": [0]},
+        "slices": {"segment_columns": ["segment"]},
+        "output": {"path": out},
+    }
+    for name, values in sections.items():
+        raw[name] = {**raw.get(name, {}), **values}
+    return parse_config(raw)
+
+
+def run_clfeval(spark: SparkSession, config) -> None:
+    shutil.rmtree(config.output.path, ignore_errors=True)
+    run_evaluation(spark, config, log=lambda _: None)
+
+
+def mllib_per_group(spark: SparkSession, path: str, args: argparse.Namespace) -> float:
+    """Median seconds for areaUnderROC + areaUnderPR of one (version, segment, day) group."""
+    df = spark.read.format("delta").load(path).withColumn("label", F.col("label").cast("double"))
+    roc = BinaryClassificationEvaluator(rawPredictionCol="score", metricName="areaUnderROC")
+    pr = BinaryClassificationEvaluator(rawPredictionCol="score", metricName="areaUnderPR")
+    rng = np.random.default_rng(1)
+    times = []
+    for _ in range(args.mllib_groups):
+        day = START + dt.timedelta(days=int(rng.integers(args.days)))
+        group = df.where(
+            (F.col("date") == F.lit(day))
+            & (F.col("model_version") == F.lit(f"v{rng.integers(args.versions)}"))
+            & (F.col("segment") == F.lit(f"s{rng.integers(args.segments)}"))
+        )
+        t0 = time.perf_counter()
+        roc.evaluate(group)
+        pr.evaluate(group)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def sklearn_all_groups(spark: SparkSession, path: str) -> tuple[float, float, dict]:
+    """(seconds to read with pyarrow, seconds for all groups, {group: AUC})."""
+    files = spark.read.format("delta").load(path).inputFiles()
+    t0 = time.perf_counter()
+    frame = pq.ParquetDataset([f.removeprefix("file:") for f in files], partitioning=None).read(
+        columns=["model_version", "segment", "event_time", "label", "score"]
+    )
+    pdf = frame.to_pandas()
+    pdf["day"] = pdf.event_time.dt.date
+    read = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    aucs = {}
+    for keys, columns in (
+        (("model_version", "day"), ""),
+        (("model_version", "segment", "day"), "segment"),
+    ):
+        for key, part in pdf.groupby(list(keys)):
+            y, p = part.label.to_numpy(), part.score.to_numpy()
+            if 0 < y.sum() < len(y):
+                aucs[(columns, *key)] = roc_auc_score(y, p)
+                average_precision_score(y, p)
+    return read, time.perf_counter() - t0, aucs
+
+
+def auc_difference(spark: SparkSession, config, exact: dict) -> tuple[float, float, int]:
+    metrics = (
+        tables.read_table(spark, tables.output_location(config, "metrics"))
+        .where(F.col("metric") == "roc_auc")
+        .select(
+            "model_version",
+            "slice_key",
+            "slice_value",
+            "window_start",
+            "value",
+            "bound_lower",
+            "bound_upper",
+        )
+        .toPandas()
+    )
+    worst = widest = 0.0
+    outside = 0
+    for row in metrics.itertuples():
+        key = (
+            (row.slice_key, row.model_version, row.window_start)
+            if row.slice_key == ""
+            else (row.slice_key, row.model_version, row.slice_value, row.window_start)
+        )
+        if key in exact:
+            worst = max(worst, abs(row.value - exact[key]))
+            widest = max(widest, row.bound_upper - row.bound_lower)
+            outside += not row.bound_lower - 1e-12 <= exact[key] <= row.bound_upper + 1e-12
+    return worst, widest, outside
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--rows", type=int, default=20_000_000)
+    p.add_argument("--versions", type=int, default=3)
+    p.add_argument("--segments", type=int, default=10)
+    p.add_argument("--days", type=int, default=7)
+    p.add_argument("--positive-rate", type=float, default=0.1)
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--mllib-groups", type=int, default=5, help="groups timed for MLlib")
+    p.add_argument("--skip-baselines", action="store_true", help="only floor and clfeval")
+    p.add_argument("--bins-sweep", default="", help="e.g. 100,1000,10000")
+    p.add_argument("--slices-sweep", action="store_true")
+    p.add_argument("--multiclass-k", default="", help="e.g. 5,20,50")
+    p.add_argument("--multiclass-rows", type=int, default=1_000_000)
+    p.add_argument("--work", default="/tmp/clfeval_bench")
+    p.add_argument("--master", default="local[*]")
+    args = p.parse_args()
+    os.makedirs(args.work, exist_ok=True)
+    spark = build_session("clfeval-bench", master=args.master)
+    spark.sparkContext.setLogLevel("ERROR")
+    path = ensure_table(spark, args)
+    out = os.path.join(args.work, "out")
+    config = clfeval_config(path, out)
+    groups = args.versions * args.days * (1 + args.segments)
+    print(f"table {path}: {args.rows:,} rows, {groups} (version, slice, day) groups")
+
+    run_clfeval(spark, config)  # warm-up: JIT, Delta log cache, Python workers
+    floor = timed(lambda: scan_floor(spark, path), args.reps, "scan floor")
+    with PeakMemory() as memory:
+        ours = timed(lambda: run_clfeval(spark, config), args.reps, "clfeval")
+    lines = [
+        f"rows {args.rows:,}; groups {groups}; {os.cpu_count()} cores; medians of {args.reps}",
+        f"(1) scan floor        {median(floor):8.1f} s",
+        f"(2) clfeval           {median(ours):8.1f} s   "
+        f"(2)/(1) = {median(ours) / median(floor):.2f}",
+        f"    peak memory during (2): python driver {memory.python / 2**20:.0f} MiB, "
+        f"JVM (driver+executors, local mode) {memory.jvm / 2**20:.0f} MiB",
+    ]
+    if not args.skip_baselines:
+        per_group = mllib_per_group(spark, path, args)
+        mllib_total = per_group * groups
+        lines.append(
+            f"(3) MLlib             {mllib_total:8.1f} s   EXTRAPOLATED: {per_group:.2f} s/group "
+            f"(median of {args.mllib_groups}) x {groups} groups; (3)/(2) = "
+            f"{mllib_total / median(ours):.1f}"
+        )
+        read, compute, exact = sklearn_all_groups(spark, path)
+        lines.append(
+            f"(4) scikit-learn      {read + compute:8.1f} s   (read {read:.1f} s + {compute:.1f} s "
+            f"for {len(exact)} groups); (4)/(2) = {(read + compute) / median(ours):.2f}"
+        )
+        worst, widest, outside = auc_difference(spark, config, exact)
+        lines.append(
+            f"AUC: largest |clfeval - scikit-learn| {worst:.2e}; widest bound {widest:.2e}; "
+            f"exact outside bound: {outside}"
+        )
+    for count in [int(x) for x in args.bins_sweep.split(",") if x]:
+        swept = clfeval_config(path, out, bins={"count": count})
+        t = timed(lambda c=swept: run_clfeval(spark, c), args.reps, f"clfeval bins={count}")
+        lines.append(
+            f"bins {swept.layout().n_bins:6d}: {median(t):.1f} s, "
+            f"{median(t) / median(floor):.2f} x floor"
+        )
+    if args.slices_sweep:
+        shapes = {
+            "overall only": {"segment_columns": []},
+            "overall + segment": {"segment_columns": ["segment"]},
+            "overall + segment + channel + cross": {
+                "segment_columns": ["segment", "channel"],
+                "crosses": [["segment", "channel"]],
+            },
+        }
+        for name, slices in shapes.items():
+            swept = clfeval_config(path, out, slices=slices)
+            t = timed(lambda c=swept: run_clfeval(spark, c), args.reps, f"clfeval {name}")
+            lines.append(
+                f"slices {name:<36}: {median(t):.1f} s, {median(t) / median(floor):.2f} x floor"
+            )
+    for k in [int(x) for x in args.multiclass_k.split(",") if x]:
+        lines.append(multiclass_point(spark, args, k))
+    print()
+    print("\n".join(lines))
+
+
+def multiclass_point(spark: SparkSession, args: argparse.Namespace, k: int) -> str:
+    classes = tuple(f"c{i}" for i in range(k))
+    path = os.path.join(args.work, f"multiclass_k{k}_r{args.multiclass_rows}")
+    if not tables.table_exists(spark, tables.TableLocation("input", path=path)):
+        print(f"generating {args.multiclass_rows:,} rows with {k} classes ...", flush=True)
+        df = demo_multiclass_predictions(
+            spark, rows=args.multiclass_rows, days=args.days, start=START, classes=classes
+        )
+        tables.write_predictions(df, path)
+    out = os.path.join(args.work, f"out_k{k}")
+    config = parse_config(
+        {
+            "input": {"path": path, "date_partition_column": "date"},
+            "task": {"type": "multiclass", "classes": list(classes), "top_k": [2]},
+            "slices": {"segment_columns": ["region"]},
+            "output": {"path": out},
+            "run": {"max_reject_fraction": 0.05},
+        }
+    )
+
+    def floor() -> None:
+        df = spark.read.format("delta").load(path)
+        df.groupBy("model_version", "region", F.to_date("event_time")).agg(
+            F.count(F.lit(1)), F.sum(F.size("probabilities"))
+        ).collect()
+
+    t_floor = timed(floor, args.reps, f"multiclass K={k} floor")
+    t = timed(lambda: run_clfeval(spark, config), args.reps, f"multiclass K={k} clfeval")
+    hist = tables.read_table(spark, tables.output_location(config, "score_histograms"))
+    per_group = hist.groupBy("model_version", "slice_key", "slice_value", "window_start").count()
+    sizes = [r["count"] for r in per_group.collect()]
+    overall = (
+        hist.where(F.col("slice_key") == "")
+        .groupBy("model_version", "window_start")
+        .count()
+        .collect()
+    )
+    return (
+        f"multiclass K={k:3d}: {median(t):.1f} s ({median(t) / median(t_floor):.2f} x its floor "
+        f"{median(t_floor):.1f} s); state rows per group: median {statistics.median(sizes):.0f}, "
+        f"max {max(sizes)} (overall slice median "
+        f"{statistics.median(r['count'] for r in overall):.0f}; dense bound K*K*bins = "
+        f"{k * k * config.layout().n_bins:,})"
+    )
+
+
+if __name__ == "__main__":
+    main()
