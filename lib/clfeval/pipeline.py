@@ -215,11 +215,17 @@ def _run(
             config.threshold_policy(),
             config.metrics.calibration_bins,
         )
-    for name, df in derived.items():
-        phase(f"writing {name}")
-        result.output_versions[name] = tables.replace_windows(
-            spark, df, tables.output_location(config, name), "day", window[0], window[1], models
-        )
+    # Evaluated once per group, kept in memory (small: rows per group, not per input
+    # row) while the three tables are written from it.
+    derived = derived.persist()
+    try:
+        for name, df in derive.split_tables(derived).items():
+            phase(f"writing {name}")
+            result.output_versions[name] = tables.replace_windows(
+                spark, df, tables.output_location(config, name), "day", window[0], window[1], models
+            )
+    finally:
+        derived.unpersist()
     phase("summarizing")
     if config.is_multiclass:
         result.summary = summarize_multiclass(stored, config)

@@ -8,11 +8,12 @@ reaches the driver.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from clfeval.core.binary import BinaryEvaluation, BinaryState, ThresholdPolicy, evaluate
@@ -175,25 +176,45 @@ def curve_rows(result: BinaryEvaluation, class_label: str) -> list[dict]:
     ]
 
 
-Rows = Callable[[BinaryEvaluation, BinaryState], list[dict]]
+TABLE_SCHEMAS = {
+    "metrics": METRICS_SCHEMA,
+    "confusion_matrices": CONFUSION_SCHEMA,
+    "curves": CURVES_SCHEMA,
+}
 
 
-def _group_function(
-    layout: BinLayout,
-    thresholds: tuple[float, ...],
-    beta: float,
-    confidence: float,
-    policy: ThresholdPolicy,
-    calibration_bins: int,
-    rows: Rows,
-    schema: T.StructType,
-) -> Callable[[tuple, pd.DataFrame], pd.DataFrame]:
-    def run(key: tuple, pdf: pd.DataFrame) -> pd.DataFrame:
-        state = state_from_pandas(pdf, layout.n_bins)
-        result = evaluate(state, layout, thresholds, beta, confidence, policy, calibration_bins)
-        return _frame(dict(zip(KEY_COLUMNS, key, strict=True)), rows(result, state), schema)
+def _combined_schema() -> T.StructType:
+    """Keys, ``output_table``, then every column of the three tables (shared names agree)."""
+    fields: dict[str, T.StructField] = {}
+    for schema in TABLE_SCHEMAS.values():
+        for f in schema.fields[len(_KEY_FIELDS) :]:
+            fields.setdefault(f.name, f)
+    return T.StructType(
+        [*_KEY_FIELDS, T.StructField("output_table", T.StringType()), *fields.values()]
+    )
 
-    return run
+
+COMBINED_SCHEMA = _combined_schema()
+
+
+def _combined_frame(key: tuple, rows_by_table: dict[str, list[dict]]) -> pd.DataFrame:
+    keys = dict(zip(KEY_COLUMNS, key, strict=True))
+    rows = [
+        {**keys, "output_table": table, **row}
+        for table, rows in rows_by_table.items()
+        for row in rows
+    ]
+    return _frame({}, rows, COMBINED_SCHEMA)
+
+
+def split_tables(combined: DataFrame) -> dict[str, DataFrame]:
+    """The three output tables from the combined frame of ``derive_tables``."""
+    return {
+        name: combined.where(F.col("output_table") == F.lit(name)).select(
+            *[f.name for f in schema.fields]
+        )
+        for name, schema in TABLE_SCHEMAS.items()
+    }
 
 
 def derive_tables(
@@ -206,34 +227,28 @@ def derive_tables(
     confidence: float = 0.95,
     policy: ThresholdPolicy | None = None,
     calibration_bins: int = 10,
-) -> dict[str, DataFrame]:
-    """``metrics``, ``confusion_matrices`` and ``curves`` DataFrames from histograms."""
+) -> DataFrame:
+    """Rows of ``metrics``, ``confusion_matrices`` and ``curves`` in one frame.
+
+    Each group is evaluated once (one ``applyInPandas``); persist the result
+    and take the tables apart with ``split_tables``.
+    """
     thresholds = tuple(thresholds)
-    grouped = histograms.groupBy(*KEY_COLUMNS)
-    specs: dict[str, tuple[Rows, T.StructType]] = {
-        "metrics": (lambda r, s: metric_rows(r, s, positive_label), METRICS_SCHEMA),
-        "confusion_matrices": (
-            lambda r, s: confusion_rows(r, positive_label, negative_label),
-            CONFUSION_SCHEMA,
-        ),
-        "curves": (lambda r, s: curve_rows(r, positive_label), CURVES_SCHEMA),
-    }
-    return {
-        name: grouped.applyInPandas(
-            _group_function(
-                layout,
-                thresholds,
-                beta,
-                confidence,
-                policy or ThresholdPolicy(),
-                calibration_bins,
-                rows,
-                schema,
-            ),
-            schema=schema,
+    policy = policy or ThresholdPolicy()
+
+    def run(key: tuple, pdf: pd.DataFrame) -> pd.DataFrame:
+        state = state_from_pandas(pdf, layout.n_bins)
+        result = evaluate(state, layout, thresholds, beta, confidence, policy, calibration_bins)
+        return _combined_frame(
+            key,
+            {
+                "metrics": metric_rows(result, state, positive_label),
+                "confusion_matrices": confusion_rows(result, positive_label, negative_label),
+                "curves": curve_rows(result, positive_label),
+            },
         )
-        for name, (rows, schema) in specs.items()
-    }
+
+    return histograms.groupBy(*KEY_COLUMNS).applyInPandas(run, schema=COMBINED_SCHEMA)
 
 
 def multiclass_state_from_pandas(
@@ -329,24 +344,12 @@ def derive_multiclass_tables(
     top_k: tuple[int, ...],
     confidence: float = 0.95,
     calibration_bins: int = 10,
-) -> dict[str, DataFrame]:
-    """``metrics``, ``confusion_matrices`` and ``curves`` of multiclass histograms."""
-    grouped = histograms.groupBy(*KEY_COLUMNS)
-    schemas = {
-        "metrics": METRICS_SCHEMA,
-        "confusion_matrices": CONFUSION_SCHEMA,
-        "curves": CURVES_SCHEMA,
-    }
+) -> DataFrame:
+    """Multiclass rows of the three tables in one frame (see ``derive_tables``)."""
 
-    def function(table: str) -> Callable[[tuple, pd.DataFrame], pd.DataFrame]:
-        def run(key: tuple, pdf: pd.DataFrame) -> pd.DataFrame:
-            state = multiclass_state_from_pandas(pdf, classes, layout.n_bins)
-            result = evaluate_multiclass(
-                state, classes, layout, top_k, confidence, calibration_bins
-            )
-            rows = _multiclass_rows(result, state, classes)[table]
-            return _frame(dict(zip(KEY_COLUMNS, key, strict=True)), rows, schemas[table])
+    def run(key: tuple, pdf: pd.DataFrame) -> pd.DataFrame:
+        state = multiclass_state_from_pandas(pdf, classes, layout.n_bins)
+        result = evaluate_multiclass(state, classes, layout, top_k, confidence, calibration_bins)
+        return _combined_frame(key, _multiclass_rows(result, state, classes))
 
-        return run
-
-    return {name: grouped.applyInPandas(function(name), schema=s) for name, s in schemas.items()}
+    return histograms.groupBy(*KEY_COLUMNS).applyInPandas(run, schema=COMBINED_SCHEMA)
