@@ -48,6 +48,7 @@ class InputConfig:
     weight_column: str | None = None
     date_partition_column: str | None = None
     models: tuple[str, ...] = ()
+    filter: str | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,8 @@ class MetricsConfig:
 class SlicesConfig:
     segment_columns: tuple[str, ...] = ()
     crosses: tuple[tuple[str, ...], ...] = ()
+    min_slice_size: int = 0
+    max_values: int = 0
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,7 @@ class OutputConfig:
     path: str = "clfeval_output"
     catalog_schema: str | None = None
     table_prefix: str = ""
+    quarantine: bool = False
 
 
 @dataclass(frozen=True)
@@ -226,6 +230,10 @@ def _check_type(path: str, value: Any, annotation: str, problems: list[str]) -> 
         if not isinstance(value, str):
             problems.append(f"{path}: expected a string, got {value!r}")
         return value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            problems.append(f"{path}: expected true or false, got {value!r}")
+        return value
     if kind == "int":
         if not isinstance(value, int) or isinstance(value, bool):
             problems.append(f"{path}: expected an integer, got {value!r}")
@@ -334,6 +342,16 @@ def _semantic_problems(c: Config) -> list[str]:
         value = getattr(i, key)
         if value is not None and not IDENTIFIER.match(value):
             p.append(f"input.{key}: {value!r} is not a plain column name ([A-Za-z_][A-Za-z0-9_]*)")
+    if i.filter is not None and (
+        not i.filter.strip()
+        or ";" in i.filter
+        or "\n" in i.filter
+        or re.search(r"\bselect\b", i.filter, re.IGNORECASE)
+    ):
+        p.append(
+            "input.filter: must be one non-empty Spark SQL boolean expression over the "
+            "input's columns (no ';', no line breaks, no subqueries)"
+        )
     for n, model in enumerate(i.models):
         if not MODEL_NAME.match(model):
             p.append(f"input.models[{n}]: {model!r} may only hold letters, digits and _ . : -")
@@ -372,6 +390,10 @@ def _semantic_problems(c: Config) -> list[str]:
     for n, col in enumerate(s.segment_columns):
         if not IDENTIFIER.match(col):
             p.append(f"slices.segment_columns[{n}]: {col!r} is not a plain column name")
+    if s.min_slice_size < 0:
+        p.append(f"slices.min_slice_size: {s.min_slice_size} must be >= 0")
+    if s.max_values < 0:
+        p.append(f"slices.max_values: {s.max_values} must be >= 0 (0: no cap)")
     if len(set(s.segment_columns)) != len(s.segment_columns):
         p.append("slices.segment_columns: duplicate columns")
     for n, cross in enumerate(s.crosses):

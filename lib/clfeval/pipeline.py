@@ -41,7 +41,13 @@ class RunResult:
 
     @property
     def rows_rejected(self) -> int:
+        """Rows not in the metrics: bad rows and rows ``input.filter`` left out."""
         return sum(self.reject_counts.values())
+
+    @property
+    def rows_bad(self) -> int:
+        """Rejected rows that count towards ``run.max_reject_fraction``."""
+        return self.rows_rejected - self.reject_counts.get(contract.EXCLUDED_BY_FILTER, 0)
 
 
 class _Phases:
@@ -69,6 +75,7 @@ def _read_input(spark: SparkSession, config: Config) -> tuple[DataFrame, int | N
         raise ContractError([f"{key}: {loc} does not exist or is not a Delta table"])
     raw = tables.read_table(spark, loc)
     contract.check_contract(raw.schema, config)
+    contract.check_filter(raw, config)
     return raw, tables.table_version(spark, loc)
 
 
@@ -168,7 +175,7 @@ def _run(
         if result.rows_read == 0:
             phase("no input rows in the date range: nothing to write")
             return
-        fraction = result.rows_rejected / result.rows_read
+        fraction = result.rows_bad / result.rows_read
         if fraction > config.run.max_reject_fraction:
             detail = ", ".join(f"{k}={v}" for k, v in sorted(result.reject_counts.items()))
             raise RejectLimitError(
@@ -178,11 +185,19 @@ def _run(
                 ]
             )
         days = [r["day"] for r in per_day if r["day"] is not None]
+        if config.output.quarantine and result.rows_rejected > 0:
+            phase(f"writing {result.rows_rejected:,} rejected rows to quarantine")
+            result.output_versions["quarantine"] = tables.append_rows(
+                spark,
+                contract.rejected_rows(selected, config, result.run_id),
+                tables.output_location(config, "quarantine"),
+            )
         if not days:
             phase("every row was rejected: nothing to write")
             return
         window = (start or min(days), end or max(days))
         result.window = window
+        reject_metrics = _reject_metric_rows(per_day)
         models = config.input.models
         phase(f"writing score_histograms for {window[0]} .. {window[1]}")
         histograms = aggregate.rollup_slices(states, config, layout)
@@ -202,6 +217,7 @@ def _run(
             config.task.top_k,
             config.metrics.confidence_level,
             config.metrics.calibration_bins,
+            config.slices.min_slice_size,
         )
     else:
         derived = derive.derive_tables(
@@ -214,12 +230,17 @@ def _run(
             config.metrics.confidence_level,
             config.threshold_policy(),
             config.metrics.calibration_bins,
+            config.slices.min_slice_size,
         )
     # Evaluated once per group, kept in memory (small: rows per group, not per input
     # row) while the three tables are written from it.
     derived = derived.persist()
     try:
         for name, df in derive.split_tables(derived).items():
+            if name == "metrics" and reject_metrics:
+                fields = [f.name for f in derive.METRICS_SCHEMA.fields]
+                rows = [tuple(r.get(f) for f in fields) for r in reject_metrics]
+                df = df.unionByName(spark.createDataFrame(rows, derive.METRICS_SCHEMA))
             phase(f"writing {name}")
             result.output_versions[name] = tables.replace_windows(
                 spark, df, tables.output_location(config, name), "day", window[0], window[1], models
@@ -231,6 +252,33 @@ def _run(
         result.summary = summarize_multiclass(stored, config)
     else:
         result.summary = summarize(stored, config)
+
+
+def _reject_metric_rows(per_day: list) -> list[dict]:
+    """``rejected_rows`` metric rows (class_label = reason) per model, version and day.
+
+    Only rows that can be placed in a window (model, version and day known);
+    all others are in the ``runs`` table's ``reject_counts``.
+    """
+    out = []
+    for r in per_day:
+        if r["reject_reason"] and r["model_name"] and r["model_version"] and r["day"]:
+            out.append(
+                {
+                    "model_name": r["model_name"],
+                    "model_version": r["model_version"],
+                    "slice_key": "",
+                    "slice_value": "",
+                    "granularity": "day",
+                    "window_start": r["day"],
+                    "window_end": r["day"] + dt.timedelta(days=1),
+                    "metric": "rejected_rows",
+                    "class_label": r["reject_reason"],
+                    "value": float(r["n_rows"]),
+                    "n_rows": int(r["n_rows"]),
+                }
+            )
+    return out
 
 
 def _stored_histograms(

@@ -184,6 +184,16 @@ def finish_run(spark: SparkSession, config: Config, run_id: str, updates: dict) 
     table.update(condition=F.col("run_id") == F.lit(run_id), set=assignments)
 
 
+def append_rows(spark: SparkSession, df: DataFrame, loc: TableLocation) -> int | None:
+    """Append ``df`` (schema merged) and return the table's new version."""
+    writer = df.write.format("delta").mode("append").option("mergeSchema", "true")
+    if loc.qualified_name is not None:
+        writer.saveAsTable(loc.qualified_name)
+    else:
+        writer.save(loc.path)
+    return table_version(spark, loc)
+
+
 def write_predictions(df: DataFrame, path: str, partition_column: str = "date") -> None:
     """(Over)write a predictions table partitioned by date (demo data, tests, benchmarks)."""
     df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").partitionBy(

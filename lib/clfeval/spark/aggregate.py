@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 from clfeval.config import Config
 from clfeval.core.binary import LOG_LOSS_EPS
 from clfeval.core.bins import BinLayout
-from clfeval.spark.contract import segment_column_name
+from clfeval.spark.contract import escaped_segment, segment_column_name
 
 # Clip before the logit so that 0 and 1 give finite values; the bin correction
 # against the exact edges below makes the clipping invisible in the result.
@@ -153,6 +153,39 @@ def reject_counts(states: DataFrame) -> DataFrame:
     )
 
 
+OTHER_VALUE = "__other__"
+
+
+def cap_segment_values(valid: DataFrame, config: Config) -> DataFrame:
+    """Keep the ``slices.max_values`` most frequent values of each segment column
+    (by rows in this run's scan; ties by value) and merge the rest into
+    ``__other__``: nothing is cut, the long tail is one explicit slice.
+
+    Only the top values per column reach the driver (at most max_values each).
+    """
+    cap = config.slices.max_values
+    if cap <= 0:
+        return valid
+    rows = F.col("n_pos") + F.col("n_neg")
+    for column in config.finest_segments():
+        name = segment_column_name(column)
+        top = (
+            valid.groupBy(name)
+            .agg(F.sum(rows).alias("rows"))
+            .orderBy(F.desc("rows"), F.asc_nulls_first(name))
+            .limit(cap)
+            .collect()
+        )
+        values = [r[name] for r in top if r[name] is not None]
+        keep = F.col(name).isin(*[F.lit(v) for v in values])
+        if any(r[name] is None for r in top):
+            keep = keep | F.col(name).isNull()
+        valid = valid.withColumn(
+            name, F.when(F.coalesce(keep, F.lit(False)), F.col(name)).otherwise(F.lit(OTHER_VALUE))
+        )
+    return valid
+
+
 def rollup_slices(states: DataFrame, config: Config, layout: BinLayout) -> DataFrame:
     """Daily histograms for every slice, with the key columns of the output tables.
 
@@ -160,7 +193,7 @@ def rollup_slices(states: DataFrame, config: Config, layout: BinLayout) -> DataF
     ``predicted``, ``true_rank``; multiclass states carry them (see
     ``scan_multiclass_states``).
     """
-    valid = states.where(F.col("reject_reason").isNull())
+    valid = cap_segment_values(states.where(F.col("reject_reason").isNull()), config)
     class_keys = list(MULTICLASS_KEYS) if config.is_multiclass else []
     per_slice = []
     for columns in config.slices_to_compute():
@@ -168,7 +201,7 @@ def rollup_slices(states: DataFrame, config: Config, layout: BinLayout) -> DataF
         summed = valid.groupBy(*DAY_KEYS, *seg, *class_keys, "bin").agg(
             *[F.sum(F.coalesce(F.col(s), F.lit(0))).alias(s) for s in STATE_SUMS]
         )
-        value = F.concat_ws(",", *[F.col(c) for c in seg]) if seg else F.lit("")
+        value = F.concat_ws(",", *[escaped_segment(F.col(c)) for c in seg]) if seg else F.lit("")
         per_slice.append(
             summed.select(
                 *DAY_KEYS,

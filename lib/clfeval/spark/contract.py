@@ -19,8 +19,13 @@ from clfeval.config import Config
 from clfeval.core.slices import NULL_TOKEN
 from clfeval.errors import ContractError
 
+# Rows that ``input.filter`` leaves out: counted (nothing is lost) but not bad,
+# so they do not count towards ``run.max_reject_fraction``.
+EXCLUDED_BY_FILTER = "excluded_by_filter"
+
 # In the order they are tested: a row counts under the first reason that applies.
 REJECT_REASONS = (
+    EXCLUDED_BY_FILTER,
     "null_model_name",
     "null_model_version",
     "null_event_time",
@@ -56,7 +61,11 @@ SEGMENT_PREFIX = "segment__"
 
 
 def segment_column_name(column: str) -> str:
-    """Name of the escaped-string copy of a segment column in the normalized rows."""
+    """Name of the string copy of a segment column in the normalized rows.
+
+    Values are escaped (``escaped_segment``) only after the scan's aggregation,
+    on one row per group instead of on every input row.
+    """
     return SEGMENT_PREFIX + column
 
 
@@ -206,6 +215,26 @@ def _probability_checks(config: Config, kind: T.DataType) -> list[tuple[str, Col
     return checks
 
 
+def check_filter(df: DataFrame, config: Config) -> None:
+    """``input.filter`` must parse as one boolean expression over existing columns.
+
+    The text is handed to Spark's expression parser (``F.expr``), never pasted
+    into a statement; a parse or analysis error names the key and the problem.
+    """
+    text = config.input.filter
+    if text is None:
+        return
+    try:
+        kind = df.select(F.expr(text).alias("keep")).schema["keep"].dataType
+    except Exception as exc:  # ParseException / AnalysisException: report, do not run
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ContractError([f"input.filter: {text!r} is not valid here: {first}"]) from None
+    if not isinstance(kind, T.BooleanType):
+        raise ContractError(
+            [f"input.filter: {text!r} has type {kind.simpleString()}, expected boolean"]
+        )
+
+
 def escaped_segment(column: Column) -> Column:
     """Spark twin of ``core.slices.escape_value``: ``\\`` -> ``\\\\``, ``,`` -> ``\\,``."""
     text = column.cast("string")
@@ -222,7 +251,10 @@ def reject_reason(config: Config, probabilities_type: T.DataType | None = None) 
     """
     i = config.input
     label = F.col(i.label_column).cast("string")
-    checks: list[tuple[str, Column]] = [
+    checks: list[tuple[str, Column]] = []
+    if i.filter is not None:
+        checks.append((EXCLUDED_BY_FILTER, ~F.coalesce(F.expr(i.filter), F.lit(False))))
+    checks += [
         ("null_model_name", F.col(i.model_name_column).isNull()),
         ("null_model_version", F.col(i.model_version_column).isNull()),
         ("null_event_time", F.col(i.event_time_column).isNull()),
@@ -290,10 +322,7 @@ def normalize(df: DataFrame, config: Config) -> DataFrame:
         F.col(i.model_name_column).alias("model_name"),
         F.col(i.model_version_column).alias("model_version"),
         F.to_date(F.col(i.event_time_column)).alias("day"),
-        *[
-            escaped_segment(F.col(c)).alias(segment_column_name(c))
-            for c in config.finest_segments()
-        ],
+        *[F.col(c).cast("string").alias(segment_column_name(c)) for c in config.finest_segments()],
         reject_reason(config).alias("reject_reason"),
         (F.col(i.label_column).cast("string") == F.lit(config.positive_label_text()))
         .cast("int")
@@ -328,10 +357,7 @@ def normalize_multiclass(df: DataFrame, config: Config) -> DataFrame:
         F.col(i.model_name_column).alias("model_name"),
         F.col(i.model_version_column).alias("model_version"),
         F.to_date(F.col(i.event_time_column)).alias("day"),
-        *[
-            escaped_segment(F.col(c)).alias(segment_column_name(c))
-            for c in config.finest_segments()
-        ],
+        *[F.col(c).cast("string").alias(segment_column_name(c)) for c in config.finest_segments()],
         reject_reason(config, kind).alias("reject_reason"),
         class_index(F.col(i.label_column), classes).alias("raw_y"),
         probability_vector(F.col(i.probabilities_column), kind, classes).alias("raw_probs"),
@@ -355,3 +381,10 @@ def normalize_multiclass(df: DataFrame, config: Config) -> DataFrame:
         F.when(valid, F.coalesce(F.col("raw_pred"), argmax)).cast("int").alias("pred"),
         F.when(valid, F.col("raw_weight")).alias("weight"),
     )
+
+
+def rejected_rows(df: DataFrame, config: Config, run_id: str) -> DataFrame:
+    """The input's rejected rows, unchanged, with ``reject_reason`` and ``run_id`` (quarantine)."""
+    kind = df.schema[config.input.probabilities_column].dataType if config.is_multiclass else None
+    tagged = df.withColumn("reject_reason", reject_reason(config, kind))
+    return tagged.where(F.col("reject_reason").isNotNull()).withColumn("run_id", F.lit(run_id))

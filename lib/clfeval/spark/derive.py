@@ -111,7 +111,18 @@ def _frame(key: dict, rows: list[dict], schema: T.StructType) -> pd.DataFrame:
     columns = [f.name for f in schema.fields]
     if not rows:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
-    return pd.DataFrame([{**key, **r} for r in rows], columns=columns)
+    frame = pd.DataFrame([{**key, **r} for r in rows], columns=columns)
+    # pandas fills a key missing from every row with NaN (float64), which Arrow
+    # will not turn into strings; give every column the dtype of its Spark type.
+    for f in schema.fields:
+        if isinstance(f.dataType, T.DoubleType):
+            frame[f.name] = frame[f.name].astype("float64")
+        elif isinstance(f.dataType, T.LongType | T.IntegerType):
+            frame[f.name] = frame[f.name].astype("Int64")
+        elif isinstance(f.dataType, T.StringType):
+            column = frame[f.name].astype(object)
+            frame[f.name] = column.where(column.notna(), None)
+    return frame
 
 
 def metric_rows(result: BinaryEvaluation, state: BinaryState, class_label: str) -> list[dict]:
@@ -197,8 +208,29 @@ def _combined_schema() -> T.StructType:
 COMBINED_SCHEMA = _combined_schema()
 
 
-def _combined_frame(key: tuple, rows_by_table: dict[str, list[dict]]) -> pd.DataFrame:
+BELOW_MIN_SLICE_SIZE = "below_min_slice_size"
+_SUPPRESSED = ("value", "ci_lower", "ci_upper", "bound_lower", "bound_upper")
+
+
+def suppress_small_slice(rows_by_table: dict[str, list[dict]], min_size: int) -> None:
+    """A slice below ``slices.min_slice_size`` rows keeps its counts (confusion
+    matrices, n_rows) but its metric values are NULL, its curves dropped, and a
+    ``below_min_slice_size`` metric row (value = the minimum) flags it."""
+    metrics = rows_by_table["metrics"]
+    for row in metrics:
+        for name in (*_SUPPRESSED, "numerator", "denominator"):
+            row[name] = None
+    flag = {**metrics[0], "metric": BELOW_MIN_SLICE_SIZE, "class_label": None, "threshold": None}
+    metrics.append({**flag, "value": float(min_size)})
+    rows_by_table["curves"] = []
+
+
+def _combined_frame(
+    key: tuple, rows_by_table: dict[str, list[dict]], n_rows: int, min_size: int
+) -> pd.DataFrame:
     keys = dict(zip(KEY_COLUMNS, key, strict=True))
+    if keys["slice_key"] != "" and n_rows < min_size and rows_by_table["metrics"]:
+        suppress_small_slice(rows_by_table, min_size)
     rows = [
         {**keys, "output_table": table, **row}
         for table, rows in rows_by_table.items()
@@ -227,6 +259,7 @@ def derive_tables(
     confidence: float = 0.95,
     policy: ThresholdPolicy | None = None,
     calibration_bins: int = 10,
+    min_slice_size: int = 0,
 ) -> DataFrame:
     """Rows of ``metrics``, ``confusion_matrices`` and ``curves`` in one frame.
 
@@ -246,6 +279,8 @@ def derive_tables(
                 "confusion_matrices": confusion_rows(result, positive_label, negative_label),
                 "curves": curve_rows(result, positive_label),
             },
+            state.n_rows,
+            min_slice_size,
         )
 
     return histograms.groupBy(*KEY_COLUMNS).applyInPandas(run, schema=COMBINED_SCHEMA)
@@ -344,12 +379,14 @@ def derive_multiclass_tables(
     top_k: tuple[int, ...],
     confidence: float = 0.95,
     calibration_bins: int = 10,
+    min_slice_size: int = 0,
 ) -> DataFrame:
     """Multiclass rows of the three tables in one frame (see ``derive_tables``)."""
 
     def run(key: tuple, pdf: pd.DataFrame) -> pd.DataFrame:
         state = multiclass_state_from_pandas(pdf, classes, layout.n_bins)
         result = evaluate_multiclass(state, classes, layout, top_k, confidence, calibration_bins)
-        return _combined_frame(key, _multiclass_rows(result, state, classes))
+        rows = _multiclass_rows(result, state, classes)
+        return _combined_frame(key, rows, state.n_rows, min_slice_size)
 
     return histograms.groupBy(*KEY_COLUMNS).applyInPandas(run, schema=COMBINED_SCHEMA)
