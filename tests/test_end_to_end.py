@@ -92,6 +92,24 @@ def test_every_row_is_evaluated_or_rejected(spark, demo) -> None:
     assert dict(run.reject_counts) == result.reject_counts
 
 
+def test_metric_rows_are_unique(spark, demo) -> None:
+    _, config, _ = demo
+    metrics = read(spark, config, "metrics")
+    keys = [
+        "model_name",
+        "model_version",
+        "slice_key",
+        "slice_value",
+        "granularity",
+        "window_start",
+        "metric",
+        "class_label",
+        "threshold",
+    ]
+    duplicated = metrics[metrics.fillna({"threshold": -1.0}).duplicated(keys, keep=False)]
+    assert duplicated.empty, duplicated.sort_values(keys).head(6).to_string()
+
+
 def test_metrics_match_sklearn_per_group(spark, demo) -> None:
     tmp, config, _ = demo
     layout = config.layout()
@@ -101,7 +119,8 @@ def test_metrics_match_sklearn_per_group(spark, demo) -> None:
     raw["binned"] = layout.edges[layout.bin_index(raw.score.to_numpy())]
     metrics = read(spark, config, "metrics")
     confusion = read(spark, config, "confusion_matrices")
-    index = metrics.set_index(
+    # rejected_rows has one row per reason (class_label); the rest one per key and threshold
+    index = metrics[metrics.metric != "rejected_rows"].set_index(
         [
             "model_name",
             "model_version",
