@@ -31,6 +31,7 @@ QUALIFIED_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){
 SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]*$")
 MAX_CLASSES = 200
+GRANULARITY_NAME = re.compile(r"^(day|week|month|rolling_([2-9]|[1-9][0-9]|[1-3][0-9][0-9]))$")
 PREFIX = re.compile(r"^[A-Za-z0-9_]*$")
 
 
@@ -95,6 +96,7 @@ class OutputConfig:
     catalog_schema: str | None = None
     table_prefix: str = ""
     quarantine: bool = False
+    granularities: tuple[str, ...] = ("day",)
 
 
 @dataclass(frozen=True)
@@ -407,6 +409,16 @@ def _semantic_problems(c: Config) -> list[str]:
     o = c.output
     if o.catalog_schema is not None and not SCHEMA_NAME.match(o.catalog_schema):
         p.append(f"output.catalog_schema: {o.catalog_schema!r} is not a [catalog.]schema name")
+    for n, g in enumerate(o.granularities):
+        if not GRANULARITY_NAME.match(g):
+            p.append(
+                f"output.granularities[{n}]: {g!r} must be 'day', 'week', 'month' or "
+                "'rolling_N' (N days, 2..399)"
+            )
+    if "day" not in o.granularities:
+        p.append("output.granularities: must include 'day' (rollups are sums of days)")
+    if len(set(o.granularities)) != len(o.granularities):
+        p.append("output.granularities: duplicate granularities")
     if not PREFIX.match(o.table_prefix):
         p.append(f"output.table_prefix: {o.table_prefix!r} may only hold letters, digits and _")
     if not o.path:

@@ -13,14 +13,17 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import reduce
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from clfeval import __version__
 from clfeval.config import Config
+from clfeval.core import windows
 from clfeval.core.binary import BinaryState, evaluate
 from clfeval.core.multiclass import evaluate_multiclass
+from clfeval.core.windows import WindowRange
 from clfeval.errors import ConfigError, ContractError, RejectLimitError
 from clfeval.io import tables
 from clfeval.spark import aggregate, contract, derive
@@ -197,18 +200,20 @@ def _run(
             return
         window = (start or min(days), end or max(days))
         result.window = window
+        day_range = WindowRange("day", window[0], window[1])
         reject_metrics = _reject_metric_rows(per_day)
         models = config.input.models
         phase(f"writing score_histograms for {window[0]} .. {window[1]}")
         histograms = aggregate.rollup_slices(states, config, layout)
         loc = tables.output_location(config, "score_histograms")
         result.output_versions["score_histograms"] = tables.replace_windows(
-            spark, histograms, loc, "day", window[0], window[1], models
+            spark, histograms, loc, [day_range], models
         )
     finally:
         states.unpersist()
 
-    stored = _stored_histograms(spark, config, window)
+    ranges = [day_range, *_write_rollups(spark, config, day_range, result, phase)]
+    stored = _stored_histograms(spark, config, ranges)
     if config.is_multiclass:
         derived = derive.derive_multiclass_tables(
             stored,
@@ -243,15 +248,17 @@ def _run(
                 df = df.unionByName(spark.createDataFrame(rows, derive.METRICS_SCHEMA))
             phase(f"writing {name}")
             result.output_versions[name] = tables.replace_windows(
-                spark, df, tables.output_location(config, name), "day", window[0], window[1], models
+                spark, df, tables.output_location(config, name), ranges, models
             )
     finally:
         derived.unpersist()
     phase("summarizing")
     if config.is_multiclass:
-        result.summary = summarize_multiclass(stored, config)
+        result.summary = summarize_multiclass(
+            _stored_histograms(spark, config, [day_range]), config
+        )
     else:
-        result.summary = summarize(stored, config)
+        result.summary = summarize(_stored_histograms(spark, config, [day_range]), config)
 
 
 def _reject_metric_rows(per_day: list) -> list[dict]:
@@ -281,15 +288,45 @@ def _reject_metric_rows(per_day: list) -> list[dict]:
     return out
 
 
-def _stored_histograms(
-    spark: SparkSession, config: Config, window: tuple[dt.date, dt.date]
-) -> DataFrame:
+def _write_rollups(
+    spark: SparkSession,
+    config: Config,
+    days: WindowRange,
+    result: RunResult,
+    phase: _Phases,
+) -> list[WindowRange]:
+    """Recompute and store every rollup window containing one of ``days``, from the
+    stored daily histograms; returns the rollup window ranges written."""
+    rollups = [g for g in config.output.granularities if g != "day"]
+    if not rollups:
+        return []
+    loc = tables.output_location(config, "score_histograms")
+    daily = _stored_histograms(
+        spark, config, [WindowRange("day", dt.date(1900, 1, 1), dt.date(9999, 12, 31))]
+    )
+    latest = daily.agg(F.max("window_start")).first()[0] or days.last
+    affected = [windows.affected(g, days.first, days.last, latest) for g in rollups]
+    source = WindowRange(
+        "day", min(a.source_first for a in affected), max(a.source_last for a in affected)
+    )
+    needed = _stored_histograms(spark, config, [source])
+    phase(
+        "writing rollups "
+        + ", ".join(f"{a.windows.granularity} from {a.windows.first}" for a in affected)
+    )
+    rolled = reduce(
+        DataFrame.unionByName, [aggregate.rollup_windows(needed, a.windows) for a in affected]
+    )
+    result.output_versions["score_histograms"] = tables.replace_windows(
+        spark, rolled, loc, [a.windows for a in affected], config.input.models
+    )
+    return [a.windows for a in affected]
+
+
+def _stored_histograms(spark: SparkSession, config: Config, ranges: list[WindowRange]) -> DataFrame:
     stored = tables.read_table(spark, tables.output_location(config, "score_histograms"))
     stored = stored.where(
-        (F.col("granularity") == F.lit("day"))
-        & (F.col("window_start") >= F.lit(window[0]))
-        & (F.col("window_start") <= F.lit(window[1]))
-        & (F.col("layout_id") == F.lit(config.layout().layout_id))
+        tables.window_filter(ranges) & (F.col("layout_id") == F.lit(config.layout().layout_id))
     )
     if config.input.models:
         stored = stored.where(F.col("model_name").isin(*[F.lit(m) for m in config.input.models]))

@@ -15,17 +15,20 @@ from __future__ import annotations
 import datetime as dt
 import os
 from dataclasses import dataclass
+from functools import reduce
 
 from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from clfeval.config import MODEL_NAME, Config
+from clfeval.config import GRANULARITY_NAME, MODEL_NAME, Config
+from clfeval.core.windows import WindowRange
 
 OUTPUT_TABLES = ("score_histograms", "confusion_matrices", "metrics", "curves", "runs")
 PARTITION_COLUMNS = ("granularity", "window_start")
-GRANULARITIES = ("day",)
+GRANULARITY = GRANULARITY_NAME
+
 
 RUNS_SCHEMA = T.StructType(
     [
@@ -104,41 +107,51 @@ def table_version(spark: SparkSession, loc: TableLocation) -> int | None:
     return int(table.history(1).select("version").first()[0])
 
 
-def window_predicate(
-    granularity: str, start: dt.date, end: dt.date, models: tuple[str, ...]
-) -> str:
+def window_predicate(ranges: list[WindowRange], models: tuple[str, ...]) -> str:
     """The replaceWhere predicate of a run, from validated values only."""
-    if granularity not in GRANULARITIES:
-        raise ValueError(f"unknown granularity {granularity!r}")
-    if not isinstance(start, dt.date) or not isinstance(end, dt.date):
-        raise TypeError("window bounds must be datetime.date objects")
-    parts = [
-        f"granularity = '{granularity}'",
-        f"window_start >= DATE'{start.isoformat()}'",
-        f"window_start <= DATE'{end.isoformat()}'",
-    ]
+    parts = []
+    for r in ranges:
+        if not GRANULARITY.match(r.granularity):
+            raise ValueError(f"unknown granularity {r.granularity!r}")
+        if not isinstance(r.first, dt.date) or not isinstance(r.last, dt.date):
+            raise TypeError("window bounds must be datetime.date objects")
+        parts.append(
+            f"(granularity = '{r.granularity}'"
+            f" AND window_start >= DATE'{r.first.isoformat()}'"
+            f" AND window_start <= DATE'{r.last.isoformat()}')"
+        )
+    predicate = "(" + " OR ".join(parts) + ")"
     for model in models:
         if not MODEL_NAME.match(model):
             raise ValueError(f"model name {model!r} is not valid in a predicate")
     if models:
-        parts.append("model_name IN (" + ", ".join(f"'{m}'" for m in models) + ")")
-    return " AND ".join(parts)
+        predicate += " AND model_name IN (" + ", ".join(f"'{m}'" for m in models) + ")"
+    return predicate
+
+
+def window_filter(ranges: list[WindowRange]) -> Column:
+    """The same windows as a DataFrame filter (typed literals)."""
+    conditions = [
+        (F.col("granularity") == F.lit(r.granularity))
+        & (F.col("window_start") >= F.lit(r.first))
+        & (F.col("window_start") <= F.lit(r.last))
+        for r in ranges
+    ]
+    return reduce(lambda a, b: a | b, conditions)
 
 
 def replace_windows(
     spark: SparkSession,
     df: DataFrame,
     loc: TableLocation,
-    granularity: str,
-    start: dt.date,
-    end: dt.date,
+    ranges: list[WindowRange],
     models: tuple[str, ...],
 ) -> int | None:
-    """Atomically replace the rows of [start, end] (and models) with ``df``; returns the version."""
+    """Atomically replace the rows of ``ranges`` (and models) with ``df``; returns the version."""
     # mergeSchema: columns added by a newer clfeval (NULL in older rows) join the table.
     writer = df.write.format("delta").partitionBy(*PARTITION_COLUMNS).option("mergeSchema", "true")
     if table_exists(spark, loc):
-        predicate = window_predicate(granularity, start, end, models)
+        predicate = window_predicate(ranges, models)
         writer = writer.mode("overwrite").option("replaceWhere", predicate)
     else:
         writer = writer.mode("append")

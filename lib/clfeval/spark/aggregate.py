@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 from clfeval.config import Config
 from clfeval.core.binary import LOG_LOSS_EPS
 from clfeval.core.bins import BinLayout
+from clfeval.core.windows import WindowRange, rolling_days
 from clfeval.spark.contract import escaped_segment, segment_column_name
 
 # Clip before the logit so that 0 and 1 give finite values; the bin correction
@@ -246,4 +247,68 @@ def rollup_slices(states: DataFrame, config: Config, layout: BinLayout) -> DataF
         F.col("n_neg").cast("long").alias("n_neg"),
         *[F.col(s).cast("double").alias(s) for s in STATE_SUMS[2:]],
         F.lit(layout.layout_id).alias("layout_id"),
+    )
+
+
+HISTOGRAM_KEYS = (
+    "model_name",
+    "model_version",
+    "slice_key",
+    "slice_value",
+    "class_label",
+    "true_label",
+    "predicted",
+    "true_rank",
+    "bin",
+    "bin_lower",
+    "bin_upper",
+    "layout_id",
+)
+
+
+def rollup_windows(daily: DataFrame, windows: WindowRange) -> DataFrame:
+    """Histograms of rollup windows as sums of stored daily histograms (no rescan).
+
+    ``daily`` holds the stored ``granularity = 'day'`` rows the windows need;
+    each day is assigned to its week (Monday start), its month, or to each of
+    the N rolling windows that contain it; only windows whose start lies in
+    ``windows`` are kept. Sums of counts are exact, so a rollup equals a scan
+    of the whole window.
+    """
+    day = F.col("window_start")
+    g = windows.granularity
+    n = rolling_days(g)
+    if g == "week":
+        start = F.date_sub(day, (F.dayofweek(day) + F.lit(5)) % F.lit(7))
+        end = F.date_add(start, 7)
+    elif g == "month":
+        start = F.trunc(day, "month")
+        end = F.add_months(start, 1)
+    elif n is not None:
+        daily = daily.withColumn("offset", F.explode(F.sequence(F.lit(0), F.lit(n - 1))))
+        start = F.date_sub(day, F.col("offset"))
+        end = F.date_add(start, n)
+    else:
+        raise ValueError(f"{g!r} is not a rollup granularity")
+    assigned = daily.withColumn("rollup_start", start).withColumn("rollup_end", end)
+    assigned = assigned.where(
+        (F.col("rollup_start") >= F.lit(windows.first))
+        & (F.col("rollup_start") <= F.lit(windows.last))
+    )
+    summed = assigned.groupBy(*HISTOGRAM_KEYS, "rollup_start", "rollup_end").agg(
+        *[F.sum(c).alias(c) for c in STATE_SUMS]
+    )
+    return summed.select(
+        "model_name",
+        "model_version",
+        "slice_key",
+        "slice_value",
+        F.lit(g).alias("granularity"),
+        F.col("rollup_start").alias("window_start"),
+        F.col("rollup_end").alias("window_end"),
+        *HISTOGRAM_KEYS[4:11],
+        F.col("n_pos").cast("long").alias("n_pos"),
+        F.col("n_neg").cast("long").alias("n_neg"),
+        *[F.col(s).cast("double").alias(s) for s in STATE_SUMS[2:]],
+        "layout_id",
     )

@@ -1,0 +1,76 @@
+"""Time windows of the output tables (pure date arithmetic).
+
+Granularities: ``day`` (computed by the scan); ``week`` (ISO weeks, Monday to
+Sunday), ``month`` (calendar months) and ``rolling_N`` (the N days ending on
+each day, that day included) are rollups: sums of stored daily states. A
+window is ``[window_start, window_end)``; rolling windows are named by their
+start, and ``window_end`` is the day after the last day.
+
+When a run (re)computes days ``[first_day, last_day]``, every rollup window
+that contains one of them must be recomputed: ``affected`` gives those
+windows (by their starts) and the days they need.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+ONE_DAY = dt.timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class WindowRange:
+    """Windows of one granularity whose ``window_start`` lies in [first, last]."""
+
+    granularity: str
+    first: dt.date
+    last: dt.date
+
+
+@dataclass(frozen=True)
+class Affected:
+    windows: WindowRange
+    source_first: dt.date  # daily states needed: [source_first, source_last]
+    source_last: dt.date
+
+
+def rolling_days(granularity: str) -> int | None:
+    """N of ``rolling_N``, else None."""
+    return int(granularity.split("_", 1)[1]) if granularity.startswith("rolling_") else None
+
+
+def week_start(day: dt.date) -> dt.date:
+    return day - dt.timedelta(days=day.weekday())
+
+
+def month_start(day: dt.date) -> dt.date:
+    return day.replace(day=1)
+
+
+def next_month(day: dt.date) -> dt.date:
+    return (day.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
+
+
+def affected(
+    granularity: str, first_day: dt.date, last_day: dt.date, latest_day: dt.date
+) -> Affected | None:
+    """Rollup windows containing a day of [first_day, last_day].
+
+    ``latest_day`` is the last day with stored daily states: rolling windows
+    ending after it are not written yet (they appear when that day is run).
+    """
+    if granularity == "week":
+        first, last = week_start(first_day), week_start(last_day)
+        return Affected(WindowRange(granularity, first, last), first, last + 6 * ONE_DAY)
+    if granularity == "month":
+        first, last = month_start(first_day), month_start(last_day)
+        return Affected(WindowRange(granularity, first, last), first, next_month(last) - ONE_DAY)
+    n = rolling_days(granularity)
+    if n is None:
+        raise ValueError(f"{granularity!r} is not a rollup granularity")
+    last_end = min(last_day + (n - 1) * ONE_DAY, max(latest_day, last_day))
+    span = (n - 1) * ONE_DAY
+    return Affected(
+        WindowRange(granularity, first_day - span, last_end - span), first_day - span, last_end
+    )
