@@ -7,7 +7,14 @@ import datetime as dt
 import sys
 import traceback
 
-from clfeval.errors import EXIT_CONFIG, EXIT_OK, EXIT_UNEXPECTED, ClfevalError, ConfigError
+from clfeval.errors import (
+    EXIT_ALERT,
+    EXIT_CONFIG,
+    EXIT_OK,
+    EXIT_UNEXPECTED,
+    ClfevalError,
+    ConfigError,
+)
 
 EVALUATE_HELP = """\
 Evaluate a binary classifier's predictions (a Delta table) and write Delta
@@ -18,6 +25,7 @@ tables of metrics under output.path (or output.catalog_schema):
   metrics             long format: metric, class_label, threshold, value, bounds, counts
   curves              ROC and PR points with their thresholds
   runs                one row per run: status, input version, rows read, rejects
+  alerts              fired [[alerts]] rules with the values compared (when rules exist)
 
 A rerun of the same dates replaces exactly its own rows.
 
@@ -26,6 +34,7 @@ exit codes:
   2  configuration or command-line error (every problem listed)
   3  input contract error: missing input, missing column, wrong type
   4  too many rejected rows (run.max_reject_fraction); nothing was written
+  5  with --fail-on-alert: the run succeeded and at least one alert rule fired
   1  unexpected failure
 """
 
@@ -82,6 +91,11 @@ def evaluate_parser() -> argparse.ArgumentParser:
         help="override a config value; the value is TOML (repeatable)",
     )
     p.add_argument("--master", help="Spark master when run with python (default: local[*])")
+    p.add_argument(
+        "--fail-on-alert",
+        action="store_true",
+        help="exit with code 5 when an alert rule fired (tables are written either way)",
+    )
     return p
 
 
@@ -120,6 +134,12 @@ def print_summary(result) -> None:
         print()
         columns = list(result.summary[0])
         print(format_table(result.summary, columns))
+    if result.alerts:
+        print()
+        print(f"{len(result.alerts)} alert(s) fired:")
+        columns = ["rule", "model_version", "slice_key", "slice_value", "window_start"]
+        columns += ["metric", "value", "condition", "limit", "baseline_value"]
+        print(format_table(result.alerts[:20], columns))
     print()
 
 
@@ -139,6 +159,8 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         spark = build_session("clfeval-evaluate", master=args.master, timezone=config.run.timezone)
         result = run_evaluation(spark, config, args.start_date, args.end_date)
         print_summary(result)
+        if args.fail_on_alert and result.alerts:
+            return EXIT_ALERT
         return EXIT_OK
     except ClfevalError as exc:
         print(exc.message(), file=sys.stderr)

@@ -106,6 +106,25 @@ class RunConfig:
 
 
 @dataclass(frozen=True)
+class AlertRule:
+    """One ``[[alerts]]`` rule; see conf/demo.toml for the meaning of each key."""
+
+    name: str = ""
+    metric: str = ""
+    threshold: float | None = None
+    class_label: str | None = None
+    slice_key: str = "*"
+    min_rows: int = 0
+    min_value: float | None = None
+    max_value: float | None = None
+    baseline: str = "previous_window"
+    max_drop: float | None = None
+    max_rise: float | None = None
+    change: str = "absolute"
+    granularity: str = "day"
+
+
+@dataclass(frozen=True)
 class Config:
     input: InputConfig = field(default_factory=InputConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
@@ -114,6 +133,7 @@ class Config:
     slices: SlicesConfig = field(default_factory=SlicesConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    alerts: tuple[AlertRule, ...] = ()
 
     def layout(self) -> BinLayout:
         """The fixed bin layout; operating thresholds are edges of it."""
@@ -240,7 +260,9 @@ def _check_type(path: str, value: Any, annotation: str, problems: list[str]) -> 
         if not isinstance(value, int) or isinstance(value, bool):
             problems.append(f"{path}: expected an integer, got {value!r}")
         return value
-    if kind == "float":
+    if kind == "float|None" and value is None:
+        return None
+    if kind in ("float", "float|None"):
         if not is_num(value):
             problems.append(f"{path}: expected a number, got {value!r}")
             return value
@@ -267,6 +289,8 @@ def parse_config(raw: dict[str, Any]) -> Config:
     problems: list[str] = []
     sections: dict[str, Any] = {}
     for section_name, section_value in raw.items():
+        if section_name == "alerts":
+            continue
         if section_name not in SECTIONS:
             problems.append(
                 f"{section_name}: unknown section{_did_you_mean(section_name, list(SECTIONS))}"
@@ -288,11 +312,61 @@ def parse_config(raw: dict[str, Any]) -> Config:
             if len(problems) == before:  # a bad value keeps its default: report, go on
                 values[key] = checked
         sections[section_name] = values
-    config = Config(**{name: SECTIONS[name](**vals) for name, vals in sections.items()})
+    alerts = _parse_alerts(raw.get("alerts", []), problems)
+    config = Config(
+        **{name: SECTIONS[name](**vals) for name, vals in sections.items()}, alerts=alerts
+    )
     problems.extend(_semantic_problems(config))
     if problems:
         raise ConfigError(problems)
     return config
+
+
+BASELINE = re.compile(r"^(previous_window|window:\d{4}-\d{2}-\d{2}|champion:[A-Za-z0-9_.:\-]+)$")
+
+
+def _parse_alerts(raw: Any, problems: list[str]) -> tuple[AlertRule, ...]:
+    """``[[alerts]]``: a list of rule tables, each checked like a section."""
+    if not isinstance(raw, list):
+        problems.append("alerts: expected a list of tables ([[alerts]])")
+        return ()
+    fields = {f.name: f for f in dataclasses.fields(AlertRule)}
+    rules = []
+    for n, item in enumerate(raw):
+        path = f"alerts[{n}]"
+        if not isinstance(item, dict):
+            problems.append(f"{path}: expected a table of keys")
+            continue
+        values = {}
+        for key, value in item.items():
+            if key not in fields:
+                problems.append(f"{path}.{key}: unknown key{_did_you_mean(key, list(fields))}")
+                continue
+            before = len(problems)
+            checked = _check_type(f"{path}.{key}", value, str(fields[key].type), problems)
+            if len(problems) == before:
+                values[key] = checked
+        rule = AlertRule(**values)
+        if not rule.name or not MODEL_NAME.match(rule.name):
+            problems.append(f"{path}.name: give a name of letters, digits and _ . : -")
+        if not rule.metric or not MODEL_NAME.match(rule.metric):
+            problems.append(f"{path}.metric: give a metric name, e.g. 'roc_auc'")
+        if not BASELINE.match(rule.baseline):
+            problems.append(
+                f"{path}.baseline: {rule.baseline!r} must be 'previous_window', "
+                "'window:YYYY-MM-DD' or 'champion:<model version>'"
+            )
+        if rule.change not in ("absolute", "relative"):
+            problems.append(f"{path}.change: {rule.change!r} must be 'absolute' or 'relative'")
+        if all(v is None for v in (rule.min_value, rule.max_value, rule.max_drop, rule.max_rise)):
+            problems.append(f"{path}: set at least one of min_value, max_value, max_drop, max_rise")
+        if not GRANULARITY_NAME.match(rule.granularity):
+            problems.append(f"{path}.granularity: {rule.granularity!r} is not a granularity")
+        rules.append(rule)
+    names = [r.name for r in rules]
+    if len(set(names)) != len(names):
+        problems.append("alerts: rule names must be unique")
+    return tuple(rules)
 
 
 def _task_problems(c: Config) -> list[str]:

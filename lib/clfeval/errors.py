@@ -7,6 +7,7 @@ EXIT_UNEXPECTED = 1
 EXIT_CONFIG = 2
 EXIT_CONTRACT = 3
 EXIT_REJECT_LIMIT = 4
+EXIT_ALERT = 5  # only with --fail-on-alert: the run succeeded and an alert rule fired
 
 
 class ClfevalError(Exception):

@@ -8,6 +8,7 @@ daily ``score_histograms`` -> derive ``metrics``, ``confusion_matrices`` and
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 import uuid
@@ -20,7 +21,7 @@ from pyspark.sql import functions as F
 
 from clfeval import __version__
 from clfeval.config import Config
-from clfeval.core import windows
+from clfeval.core import alerts, windows
 from clfeval.core.binary import BinaryState, evaluate
 from clfeval.core.multiclass import evaluate_multiclass
 from clfeval.core.windows import WindowRange
@@ -41,6 +42,7 @@ class RunResult:
     window: tuple[dt.date, dt.date] | None = None
     output_versions: dict[str, int] = field(default_factory=dict)
     summary: list[dict] = field(default_factory=list)
+    alerts: list[dict] = field(default_factory=list)
 
     @property
     def rows_rejected(self) -> int:
@@ -252,6 +254,18 @@ def _run(
             )
     finally:
         derived.unpersist()
+    if config.alerts:
+        phase(f"evaluating {len(config.alerts)} alert rule(s)")
+        result.alerts = _evaluate_alerts(spark, config, ranges)
+        fields = [f.name for f in tables.ALERTS_SCHEMA.fields]
+        rows = [tuple(a.get(f) for f in fields) for a in result.alerts]
+        result.output_versions["alerts"] = tables.replace_windows(
+            spark,
+            spark.createDataFrame(rows, tables.ALERTS_SCHEMA),
+            tables.output_location(config, "alerts"),
+            ranges,
+            models,
+        )
     phase("summarizing")
     if config.is_multiclass:
         result.summary = summarize_multiclass(
@@ -259,6 +273,29 @@ def _run(
         )
     else:
         result.summary = summarize(_stored_histograms(spark, config, [day_range]), config)
+
+
+def _evaluate_alerts(spark: SparkSession, config: Config, ranges: list[WindowRange]) -> list[dict]:
+    """Fire the alert rules on this run's windows; baselines from the whole metrics table.
+
+    Only the rules' metrics and granularities reach the driver (rows per group and
+    window, never per input row).
+    """
+    metrics = tables.read_table(spark, tables.output_location(config, "metrics")).where(
+        F.col("metric").isin(*[F.lit(r.metric) for r in config.alerts])
+        & F.col("granularity").isin(*[F.lit(r.granularity) for r in config.alerts])
+    )
+    if config.input.models:
+        metrics = metrics.where(F.col("model_name").isin(*[F.lit(m) for m in config.input.models]))
+    columns = [f.name for f in dataclasses.fields(alerts.MetricPoint)]
+    rows = metrics.select(*columns, tables.window_filter(ranges).alias("current")).collect()
+
+    def point(r) -> alerts.MetricPoint:
+        return alerts.MetricPoint(*[r[c] for c in columns])
+
+    history = [point(r) for r in rows]
+    current = [point(r) for r in rows if r["current"]]
+    return alerts.evaluate_rules(config.alerts, current, history)
 
 
 def _reject_metric_rows(per_day: list) -> list[dict]:

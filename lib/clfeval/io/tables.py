@@ -16,6 +16,7 @@ import datetime as dt
 import os
 from dataclasses import dataclass
 from functools import reduce
+from typing import Protocol
 
 from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -23,7 +24,6 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from clfeval.config import GRANULARITY_NAME, MODEL_NAME, Config
-from clfeval.core.windows import WindowRange
 
 OUTPUT_TABLES = ("score_histograms", "confusion_matrices", "metrics", "curves", "runs")
 PARTITION_COLUMNS = ("granularity", "window_start")
@@ -49,6 +49,30 @@ RUNS_SCHEMA = T.StructType(
         T.StructField("tables_written", T.ArrayType(T.StringType())),
         T.StructField("output_versions", T.MapType(T.StringType(), T.LongType())),
         T.StructField("message", T.StringType()),
+    ]
+)
+
+
+ALERTS_SCHEMA = T.StructType(
+    [
+        T.StructField("rule", T.StringType()),
+        T.StructField("model_name", T.StringType()),
+        T.StructField("model_version", T.StringType()),
+        T.StructField("slice_key", T.StringType()),
+        T.StructField("slice_value", T.StringType()),
+        T.StructField("granularity", T.StringType()),
+        T.StructField("window_start", T.DateType()),
+        T.StructField("window_end", T.DateType()),
+        T.StructField("metric", T.StringType()),
+        T.StructField("class_label", T.StringType()),
+        T.StructField("threshold", T.DoubleType()),
+        T.StructField("value", T.DoubleType()),
+        T.StructField("n_rows", T.LongType()),
+        T.StructField("condition", T.StringType()),
+        T.StructField("limit", T.DoubleType()),
+        T.StructField("baseline", T.StringType()),
+        T.StructField("baseline_value", T.DoubleType()),
+        T.StructField("change", T.DoubleType()),
     ]
 )
 
@@ -105,6 +129,14 @@ def table_version(spark: SparkSession, loc: TableLocation) -> int | None:
     if table is None:
         return None
     return int(table.history(1).select("version").first()[0])
+
+
+class WindowRange(Protocol):
+    """Windows of one granularity whose start lies in [first, last] (``core.windows``)."""
+
+    granularity: str
+    first: dt.date
+    last: dt.date
 
 
 def window_predicate(ranges: list[WindowRange], models: tuple[str, ...]) -> str:
