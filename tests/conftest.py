@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from pathlib import Path
+
 import pytest
 
 from clfeval.io.session import LOCAL_SMALL_CONF, build_session
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -17,3 +22,29 @@ def spark():
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def demo_output(spark, tmp_path_factory) -> Path:
+    """A small `make demo`: binary and multiclass predictions evaluated with the two
+    demo configs into one output folder (the README queries and the notebook use it)."""
+    from clfeval.config import load_config
+    from clfeval.io import tables
+    from clfeval.pipeline import run_evaluation
+    from clfeval.spark.demo_data import demo_multiclass_predictions, demo_predictions
+
+    start = dt.date(2026, 11, 1)
+    out = tmp_path_factory.mktemp("demo") / "demo_output"
+    binary = demo_predictions(spark, rows=16_000, days=5, start=start, positive_rate=0.1)
+    tables.write_predictions(binary, str(out / "predictions"))
+    multi = demo_multiclass_predictions(spark, rows=4_000, days=5, start=start)
+    tables.write_predictions(multi, str(out / "predictions_multiclass"))
+    for name, data in (
+        ("demo.toml", "predictions"),
+        ("demo_multiclass.toml", "predictions_multiclass"),
+    ):
+        config = load_config(
+            ROOT / "conf" / name, [f"input.path={out / data}", f"output.path={out / 'metrics'}"]
+        )
+        run_evaluation(spark, config, log=lambda _: None)
+    return out
