@@ -8,7 +8,9 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo_output
 DEMO_ROWS ?= 1000000
 
-.PHONY: demo test lint format bench dist clean
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: demo test lint format bench dist clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +27,13 @@ demo: $(STAMP)
 	$(PY) jobs/evaluate.py --config conf/demo_multiclass.toml \
 		--set output.path=$(DEMO_DIR)/metrics --set input.path=$(DEMO_DIR)/predictions_multiclass
 
+## browser: Debian's Chromium for the HTML report test (headless; needs root for apt)
+browser:
+	@test -x $(CHROMIUM) || (apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
 ## test: the whole test suite (CI runs exactly this)
-test: $(STAMP)
+test: $(STAMP) browser
 	$(VENV)/bin/ruff check lib jobs tests benchmarks
 	$(VENV)/bin/ruff format --check lib jobs tests benchmarks
 	$(PY) -m pytest -q tests

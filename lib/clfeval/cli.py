@@ -210,3 +210,67 @@ def generate_demo_main(argv: list[str] | None = None) -> int:
         write_predictions(df, args.multiclass_output)
         print(f"[clfeval] wrote {args.multiclass_output}")
     return EXIT_OK
+
+
+def report_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="report.py",
+        description="Write one self-contained HTML report of a model from the output tables "
+        "(headline metrics with intervals, ROC/PR curves with operating points, confusion "
+        "matrix, trends, worst slices, alerts). Plots are embedded; no network at view time.",
+    )
+    p.add_argument("--config", required=True, metavar="FILE", help="the evaluation's TOML config")
+    p.add_argument("--model", required=True, help="model name")
+    p.add_argument("--version", help="one model version (default: all versions)")
+    p.add_argument("--output", required=True, metavar="FILE.html", help="where to write")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    p.add_argument("--master", help="Spark master (default: local[*])")
+    args = p.parse_args(argv)
+    try:
+        import pandas as pd
+        from pyspark.sql import functions as F
+
+        from clfeval.config import MODEL_NAME, load_config
+        from clfeval.io import tables
+        from clfeval.io.session import build_session
+        from clfeval.report import ReportData, render
+
+        config = load_config(args.config, args.set)
+        for flag, value in (("--model", args.model), ("--version", args.version)):
+            if value is not None and not MODEL_NAME.match(value):
+                raise ConfigError([f"{flag} {value!r}: letters, digits and _ . : - only"])
+        spark = build_session("clfeval-report", master=args.master, timezone=config.run.timezone)
+        frames = {}
+        for name in ("metrics", "curves", "confusion_matrices", "alerts"):
+            loc = tables.output_location(config, name)
+            if not tables.table_exists(spark, loc):
+                frames[name] = pd.DataFrame()
+                continue
+            df = tables.read_table(spark, loc).where(F.col("model_name") == F.lit(args.model))
+            if args.version:
+                df = df.where(F.col("model_version") == F.lit(args.version))
+            frames[name] = df.toPandas()
+        if frames["metrics"].empty:
+            raise ConfigError(
+                [f"--model {args.model!r}: no rows in {tables.output_location(config, 'metrics')}"]
+            )
+        data = ReportData(
+            args.model,
+            args.version,
+            frames["metrics"],
+            frames["curves"],
+            frames["confusion_matrices"],
+            frames["alerts"],
+        )
+        text = render(data, list(config.metrics.thresholds))
+        with open(args.output, "w", encoding="utf-8") as out:
+            out.write(text)
+        print(f"[clfeval] wrote {args.output} ({len(text) / 1024:.0f} KiB)")
+        return EXIT_OK
+    except ClfevalError as exc:
+        print(exc.message(), file=sys.stderr)
+        return exc.exit_code
+    except Exception:
+        traceback.print_exc()
+        print("clfeval: unexpected failure (see the traceback above)", file=sys.stderr)
+        return EXIT_UNEXPECTED
