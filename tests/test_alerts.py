@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from clfeval.cli import evaluate_main
@@ -79,7 +80,11 @@ def test_degraded_version_fires_exactly_the_expected_rules(spark, tmp_path: Path
         "input": {"path": str(tmp_path / "predictions"), "weight_column": "weight"},
         "task": {"positive_label": 1, "negative_labels": [0]},
         "slices": {"segment_columns": ["device"]},
-        "output": {"path": str(tmp_path / "metrics")},
+        "output": {
+            "path": str(tmp_path / "metrics"),
+            "drift": True,
+            "drift_baseline": "champion:v2",
+        },
         "alerts": RULES,
     }
     config = parse_config(raw)
@@ -96,6 +101,25 @@ def test_degraded_version_fires_exactly_the_expected_rules(spark, tmp_path: Path
     stored = tables.read_table(spark, tables.output_location(config, "alerts")).toPandas()
     assert len(stored) == len(result.alerts)
     assert (stored.baseline_value > stored.value).all()
+
+    # drift rows: change against the previous day and against the champion
+    changes = tables.read_table(spark, tables.output_location(config, "metric_changes"))
+    changes = changes.toPandas()
+    mine = changes[(changes.metric == "roc_auc") & (changes.slice_key == "")]
+    assert len(mine) == len(auc)
+    for row in mine.itertuples():
+        champion = wide.loc[(row.model_name, row.window_start), "v2"]
+        if row.model_version == "v1":
+            assert row.change_vs_baseline == pytest.approx(row.value - champion, abs=1e-12)
+        else:
+            assert pd.isna(row.baseline_value)  # v2 is the champion itself: no self-compare
+        days = wide.loc[row.model_name].index
+        if row.window_start == min(days):
+            assert pd.isna(row.previous_value)
+        else:
+            before = wide.loc[(row.model_name, row.window_start - dt.timedelta(days=1))]
+            previous = before[row.model_version]
+            assert row.change_vs_previous == pytest.approx(row.value - previous, abs=1e-12)
 
     toml = tmp_path / "alerts.toml"
     toml.write_text(

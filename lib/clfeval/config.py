@@ -97,6 +97,8 @@ class OutputConfig:
     table_prefix: str = ""
     quarantine: bool = False
     granularities: tuple[str, ...] = ("day",)
+    drift: bool = False
+    drift_baseline: str | None = None
 
 
 @dataclass(frozen=True)
@@ -489,6 +491,13 @@ def _semantic_problems(c: Config) -> list[str]:
                 f"output.granularities[{n}]: {g!r} must be 'day', 'week', 'month' or "
                 "'rolling_N' (N days, 2..399)"
             )
+    if o.drift_baseline is not None and (
+        not BASELINE.match(o.drift_baseline) or o.drift_baseline == "previous_window"
+    ):
+        p.append(
+            f"output.drift_baseline: {o.drift_baseline!r} must be 'window:YYYY-MM-DD' or "
+            "'champion:<model version>' (the previous window is always compared)"
+        )
     if "day" not in o.granularities:
         p.append("output.granularities: must include 'day' (rollups are sums of days)")
     if len(set(o.granularities)) != len(o.granularities):

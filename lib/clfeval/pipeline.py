@@ -28,6 +28,7 @@ from clfeval.core.windows import WindowRange
 from clfeval.errors import ConfigError, ContractError, RejectLimitError
 from clfeval.io import tables
 from clfeval.spark import aggregate, contract, derive
+from clfeval.spark import changes as spark_changes
 
 Log = Callable[[str], None]
 
@@ -254,6 +255,17 @@ def _run(
             )
     finally:
         derived.unpersist()
+    if config.output.drift:
+        phase("writing metric_changes (change against the previous window and the baseline)")
+        metrics = tables.read_table(spark, tables.output_location(config, "metrics"))
+        if models:
+            metrics = metrics.where(F.col("model_name").isin(*[F.lit(m) for m in models]))
+        changes = spark_changes.metric_changes(
+            metrics, tables.window_filter(ranges), config.output.drift_baseline
+        )
+        result.output_versions["metric_changes"] = tables.replace_windows(
+            spark, changes, tables.output_location(config, "metric_changes"), ranges, models
+        )
     if config.alerts:
         phase(f"evaluating {len(config.alerts)} alert rule(s)")
         result.alerts = _evaluate_alerts(spark, config, ranges)
