@@ -36,3 +36,22 @@ def test_readme_query_runs_and_returns_rows(spark, demo_output, index) -> None:
         assert len(rows) == 4 and rows.n_rows.sum() > 0
     if "curve = 'roc'" in query:
         assert rows.fpr.is_monotonic_increasing and rows.tpr.iloc[-1] == pytest.approx(1.0)
+
+
+def test_latest_views_hold_each_models_latest_day(spark, demo_output) -> None:
+    from clfeval.config import load_config
+    from clfeval.io import tables
+
+    config = load_config(ROOT / "conf" / "demo.toml", [f"output.path={demo_output / 'metrics'}"])
+    views = tables.create_latest_views(spark, config)
+    assert views == ["latest_metrics", "latest_confusion_matrices", "latest_curves"]
+    latest = spark.table("latest_metrics").toPandas()
+    every = tables.read_table(spark, tables.output_location(config, "metrics")).toPandas()
+    days = every[every.granularity == "day"].groupby("model_name").window_start.max()
+    assert set(latest.model_name) == set(days.index)
+    for model, part in latest.groupby("model_name"):
+        assert (part.window_start == days[model]).all() and (part.granularity == "day").all()
+    expected = every[
+        (every.granularity == "day") & (every.window_start == every.model_name.map(days))
+    ]
+    assert len(latest) == len(expected)

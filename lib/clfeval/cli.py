@@ -274,3 +274,30 @@ def report_main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         print("clfeval: unexpected failure (see the traceback above)", file=sys.stderr)
         return EXIT_UNEXPECTED
+
+
+def views_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="views.py",
+        description="Create views latest_metrics, latest_confusion_matrices and latest_curves: "
+        "each model's rows of its latest daily window. In output.catalog_schema when set "
+        "(next to the tables), else in the session's current database (persistent with a "
+        "Hive or Unity Catalog metastore).",
+    )
+    p.add_argument("--config", required=True, metavar="FILE", help="the evaluation's TOML config")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    p.add_argument("--master", help="Spark master (default: local[*])")
+    args = p.parse_args(argv)
+    try:
+        from clfeval.config import load_config
+        from clfeval.io import tables
+        from clfeval.io.session import build_session
+
+        config = load_config(args.config, args.set)
+        spark = build_session("clfeval-views", master=args.master, timezone=config.run.timezone)
+        for view in tables.create_latest_views(spark, config):
+            print(f"[clfeval] created view {view}")
+        return EXIT_OK
+    except ClfevalError as exc:
+        print(exc.message(), file=sys.stderr)
+        return exc.exit_code

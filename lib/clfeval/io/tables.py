@@ -244,3 +244,39 @@ def write_predictions(df: DataFrame, path: str, partition_column: str = "date") 
     df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").partitionBy(
         partition_column
     ).save(path)
+
+
+VIEW_TABLES = ("metrics", "confusion_matrices", "curves")
+
+
+def create_latest_views(spark: SparkSession, config: Config) -> list[str]:
+    """``latest_<prefix><table>`` views: each model's rows of its latest daily window.
+
+    With ``output.catalog_schema`` the views are created in that schema (next to
+    the tables); with ``output.path`` in the session's current database, over
+    ``delta.`<path>```. Identifiers come from validated config values only
+    (schema and prefix are checked by config.py; a path holding a backtick is
+    refused), so no config text can change the statement.
+    """
+    created = []
+    for table in VIEW_TABLES:
+        loc = output_location(config, table)
+        if loc.qualified_name is not None:
+            source = loc.qualified_name
+            view = f"{config.output.catalog_schema}.latest_{config.output.table_prefix}{table}"
+        else:
+            assert loc.path is not None
+            if "`" in loc.path:
+                raise ValueError(f"output path {loc.path!r} holds a backtick")
+            source = f"delta.`{os.path.abspath(loc.path)}`"
+            view = f"latest_{config.output.table_prefix}{table}"
+        spark.sql(
+            f"CREATE OR REPLACE VIEW {view} AS "
+            f"SELECT t.* FROM {source} AS t "
+            f"JOIN (SELECT model_name AS latest_model, max(window_start) AS latest_start "
+            f"FROM {source} WHERE granularity = 'day' GROUP BY model_name) AS l "
+            f"ON t.model_name = l.latest_model AND t.window_start = l.latest_start "
+            f"WHERE t.granularity = 'day'"
+        )
+        created.append(view)
+    return created
