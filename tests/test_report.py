@@ -113,3 +113,13 @@ def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path) -> No
         timeout=120,
     ).stdout
     assert dom.count('<img class="plot"') == 3
+
+
+def test_report_of_a_chosen_day(demo_output: Path, tmp_path: Path) -> None:
+    args = ["--config", str(ROOT / "conf" / "demo.toml"), "--model", "churn_model"]
+    args += ["--set", f"output.path={demo_output / 'metrics'}", "--version", "v1"]
+    out = tmp_path / "day.html"
+    assert report_main([*args, "--output", str(out), "--day", "2026-11-02"]) == EXIT_OK
+    text = out.read_text()
+    assert "Headline metrics, 2026-11-02" in text and "ROC, 2026-11-02" not in text  # in a PNG
+    assert report_main([*args, "--output", str(out), "--day", "2027-01-01"]) == EXIT_CONFIG

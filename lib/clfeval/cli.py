@@ -223,6 +223,11 @@ def report_main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", required=True, help="model name")
     p.add_argument("--version", help="one model version (default: all versions)")
     p.add_argument("--output", required=True, metavar="FILE.html", help="where to write")
+    p.add_argument(
+        "--day",
+        type=_date,
+        help="day of the headline metrics, curves and confusion matrix (default: the latest)",
+    )
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     p.add_argument("--master", help="Spark master (default: local[*])")
     args = p.parse_args(argv)
@@ -262,7 +267,10 @@ def report_main(argv: list[str] | None = None) -> int:
             frames["confusion_matrices"],
             frames["alerts"],
         )
-        text = render(data, list(config.metrics.thresholds))
+        days = set(frames["metrics"].window_start)
+        if args.day is not None and args.day not in days:
+            raise ConfigError([f"--day {args.day}: no metrics of {args.model!r} on that day"])
+        text = render(data, list(config.metrics.thresholds), day=args.day)
         with open(args.output, "w", encoding="utf-8") as out:
             out.write(text)
         print(f"[clfeval] wrote {args.output} ({len(text) / 1024:.0f} KiB)")

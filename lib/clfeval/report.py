@@ -146,9 +146,15 @@ def _worst_slices(data: ReportData, min_rows: int = 100) -> pd.DataFrame:
     return worst.head(10)
 
 
-def render(data: ReportData, thresholds: list[float], title: str | None = None) -> str:
-    """The whole report as one HTML string."""
-    day = _latest_day(data)
+def render(
+    data: ReportData,
+    thresholds: list[float],
+    title: str | None = None,
+    day: dt.date | None = None,
+) -> str:
+    """The whole report as one HTML string; headline, curves and confusion matrix
+    are of ``day`` (default: the latest day in the tables)."""
+    day = day or _latest_day(data)
     threshold = thresholds[0] if thresholds else None
     name = f"{data.model}" + (f" {data.version}" if data.version else "")
     alerts = data.alerts
