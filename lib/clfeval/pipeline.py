@@ -1,9 +1,12 @@
 """The only module that sequences the steps of an evaluation run.
 
-check config and input contract -> record the run as 'running' -> one scan to
-per-bin states -> count rejects (fail before writing if too many) -> write the
-daily ``score_histograms`` -> derive ``metrics``, ``confusion_matrices`` and
-``curves`` from the stored histograms -> record the run as 'succeeded'.
+check config, input contract and row filter -> record the run as 'running' ->
+one scan to per-bin states (binary or multiclass) -> count rejects (fail before
+writing if too many; optional quarantine) -> write the daily
+``score_histograms`` -> sum stored days into the rollup windows that contain
+them (week, month, rolling) -> derive ``metrics``, ``confusion_matrices`` and
+``curves`` for every written window from the stored histograms -> optional
+``metric_changes`` (drift) and ``alerts`` -> record the run as 'succeeded'.
 """
 
 from __future__ import annotations
