@@ -129,7 +129,7 @@ def print_summary(result) -> None:
         f"rejected {result.rows_rejected:,}"
     )
     for reason, n in sorted(result.reject_counts.items()):
-        print(f"  rejected: {reason:<20} {n:,}")
+        print(f"  rejected: {reason:<30} {n:,}")
     if result.summary:
         print()
         columns = list(result.summary[0])
