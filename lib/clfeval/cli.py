@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import sys
 import traceback
+from collections.abc import Callable
 
 from clfeval.errors import (
     EXIT_ALERT,
@@ -143,9 +144,23 @@ def print_summary(result) -> None:
     print()
 
 
+def run_guarded(job: Callable[[], int]) -> int:
+    """Run a job body; its errors become one message on stderr and the exit code."""
+    try:
+        return job()
+    except ClfevalError as exc:
+        print(exc.message(), file=sys.stderr)
+        return exc.exit_code
+    except Exception:
+        traceback.print_exc()
+        print("clfeval: unexpected failure (see the traceback above)", file=sys.stderr)
+        return EXIT_UNEXPECTED
+
+
 def evaluate_main(argv: list[str] | None = None) -> int:
     args = evaluate_parser().parse_args(argv)
-    try:
+
+    def job() -> int:
         from clfeval.config import load_config
 
         config = load_config(args.config, args.set)
@@ -162,13 +177,8 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         if args.fail_on_alert and result.alerts:
             return EXIT_ALERT
         return EXIT_OK
-    except ClfevalError as exc:
-        print(exc.message(), file=sys.stderr)
-        return exc.exit_code
-    except Exception:
-        traceback.print_exc()
-        print("clfeval: unexpected failure (see the traceback above)", file=sys.stderr)
-        return EXIT_UNEXPECTED
+
+    return run_guarded(job)
 
 
 def generate_demo_main(argv: list[str] | None = None) -> int:
@@ -231,7 +241,8 @@ def report_main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     p.add_argument("--master", help="Spark master (default: local[*])")
     args = p.parse_args(argv)
-    try:
+
+    def job() -> int:
         import pandas as pd
         from pyspark.sql import functions as F
 
@@ -275,13 +286,8 @@ def report_main(argv: list[str] | None = None) -> int:
             out.write(text)
         print(f"[clfeval] wrote {args.output} ({len(text) / 1024:.0f} KiB)")
         return EXIT_OK
-    except ClfevalError as exc:
-        print(exc.message(), file=sys.stderr)
-        return exc.exit_code
-    except Exception:
-        traceback.print_exc()
-        print("clfeval: unexpected failure (see the traceback above)", file=sys.stderr)
-        return EXIT_UNEXPECTED
+
+    return run_guarded(job)
 
 
 def views_main(argv: list[str] | None = None) -> int:
@@ -296,7 +302,8 @@ def views_main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     p.add_argument("--master", help="Spark master (default: local[*])")
     args = p.parse_args(argv)
-    try:
+
+    def job() -> int:
         from clfeval.config import load_config
         from clfeval.io import tables
         from clfeval.io.session import build_session
@@ -306,6 +313,5 @@ def views_main(argv: list[str] | None = None) -> int:
         for view in tables.create_latest_views(spark, config):
             print(f"[clfeval] created view {view}")
         return EXIT_OK
-    except ClfevalError as exc:
-        print(exc.message(), file=sys.stderr)
-        return exc.exit_code
+
+    return run_guarded(job)

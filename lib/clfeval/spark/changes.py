@@ -25,20 +25,6 @@ SERIES = (
     "class_label",
     "threshold",
 )
-COLUMNS = (
-    *SERIES[:5],
-    "window_start",
-    "window_end",
-    *SERIES[5:],
-    "value",
-    "n_rows",
-    "previous_window_start",
-    "previous_value",
-    "change_vs_previous",
-    "baseline",
-    "baseline_value",
-    "change_vs_baseline",
-)
 
 
 def _same(left: str, right: str, names: list[str]) -> Column:

@@ -308,6 +308,22 @@ def select_range(
     return df
 
 
+def _key_columns(config: Config) -> list[Column]:
+    """model_name, model_version, day and the string copy of every segment column."""
+    i = config.input
+    return [
+        F.col(i.model_name_column).alias("model_name"),
+        F.col(i.model_version_column).alias("model_version"),
+        F.to_date(F.col(i.event_time_column)).alias("day"),
+        *[F.col(c).cast("string").alias(segment_column_name(c)) for c in config.finest_segments()],
+    ]
+
+
+def _weight(config: Config) -> Column:
+    column = config.input.weight_column
+    return F.lit(1.0) if column is None else F.col(column).cast("double")
+
+
 def normalize(df: DataFrame, config: Config) -> DataFrame:
     """Canonical columns: model_name, model_version, day, segments, reject_reason, y, score, weight.
 
@@ -315,14 +331,11 @@ def normalize(df: DataFrame, config: Config) -> DataFrame:
     the scan only ever see valid values.
     """
     i = config.input
-    weight = F.lit(1.0) if i.weight_column is None else F.col(i.weight_column).cast("double")
+    weight = _weight(config)
     segments = [segment_column_name(c) for c in config.finest_segments()]
     # Two projections so that the reject CASE is evaluated once per row and reused.
     tagged = df.select(
-        F.col(i.model_name_column).alias("model_name"),
-        F.col(i.model_version_column).alias("model_version"),
-        F.to_date(F.col(i.event_time_column)).alias("day"),
-        *[F.col(c).cast("string").alias(segment_column_name(c)) for c in config.finest_segments()],
+        *_key_columns(config),
         reject_reason(config).alias("reject_reason"),
         (F.col(i.label_column).cast("string") == F.lit(config.positive_label_text()))
         .cast("int")
@@ -351,13 +364,10 @@ def normalize_multiclass(df: DataFrame, config: Config) -> DataFrame:
     i = config.input
     classes = config.class_texts()
     kind = df.schema[i.probabilities_column].dataType
-    weight = F.lit(1.0) if i.weight_column is None else F.col(i.weight_column).cast("double")
+    weight = _weight(config)
     segments = [segment_column_name(c) for c in config.finest_segments()]
     tagged = df.select(
-        F.col(i.model_name_column).alias("model_name"),
-        F.col(i.model_version_column).alias("model_version"),
-        F.to_date(F.col(i.event_time_column)).alias("day"),
-        *[F.col(c).cast("string").alias(segment_column_name(c)) for c in config.finest_segments()],
+        *_key_columns(config),
         reject_reason(config, kind).alias("reject_reason"),
         class_index(F.col(i.label_column), classes).alias("raw_y"),
         probability_vector(F.col(i.probabilities_column), kind, classes).alias("raw_probs"),
