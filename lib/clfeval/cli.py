@@ -28,7 +28,13 @@ tables of metrics under output.path (or output.catalog_schema):
   runs                one row per run: status, input version, rows read, rejects
   alerts              fired [[alerts]] rules with the values compared (when rules exist)
 
-A rerun of the same dates replaces exactly its own rows.
+Which days: with --start-date/--end-date, those days; with --full, every day;
+otherwise (the nightly default) only the days whose predictions or labels
+changed since the last successful run of the same config (Delta Change Data
+Feed where the table records it, else the Delta transaction log), plus every
+week/month/rolling window containing them. The first run processes
+run.initial_lookback_days days (0: all). A rerun replaces exactly its own
+windows; a killed run leaves every table at a committed state.
 
 exit codes:
   0  success
@@ -36,12 +42,14 @@ exit codes:
   3  input contract error: missing input, missing column, wrong type
   4  too many rejected rows (run.max_reject_fraction); nothing was written
   5  with --fail-on-alert: the run succeeded and at least one alert rule fired
+  6  concurrent runs kept committing to the same windows (run.max_attempts)
   1  unexpected failure
 """
 
 EVALUATE_EPILOG = """\
 examples:
-  python jobs/evaluate.py --config conf/demo.toml
+  python jobs/evaluate.py --config conf/demo.toml              # changed days only
+  python jobs/evaluate.py --config conf/demo.toml --full       # every day
   python jobs/evaluate.py --config conf/demo.toml --start-date 2026-11-01 --end-date 2026-11-07
   python jobs/evaluate.py --config conf/demo.toml --set metrics.thresholds='[0.1, 0.5]'
   spark-submit --packages io.delta:delta-spark_4.2_2.13:4.4.0 jobs/evaluate.py --config ...
@@ -85,6 +93,12 @@ def evaluate_parser() -> argparse.ArgumentParser:
         help="last event day to evaluate, inclusive (default: the latest)",
     )
     p.add_argument(
+        "--full",
+        action="store_true",
+        help="evaluate every day in the input (default without dates: only the days whose "
+        "predictions or labels changed since the last successful run)",
+    )
+    p.add_argument(
         "--set",
         action="append",
         default=[],
@@ -123,8 +137,9 @@ def format_table(rows: list[dict], columns: list[str]) -> str:
 def print_summary(result) -> None:
     print()
     print(f"run {result.run_id}: {result.status}")
-    if result.window:
-        print(f"window: {result.window[0]} .. {result.window[1]} (daily)")
+    print(f"mode: {result.mode}")
+    for w in result.windows:
+        print(f"windows: {w.granularity:<12} {w.first} .. {w.last}")
     print(
         f"rows read {result.rows_read:,}, evaluated {result.rows_evaluated:,}, "
         f"rejected {result.rows_rejected:,}"
@@ -172,7 +187,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         from clfeval.pipeline import run_evaluation
 
         spark = build_session("clfeval-evaluate", master=args.master, timezone=config.run.timezone)
-        result = run_evaluation(spark, config, args.start_date, args.end_date)
+        result = run_evaluation(spark, config, args.start_date, args.end_date, full=args.full)
         print_summary(result)
         if args.fail_on_alert and result.alerts:
             return EXIT_ALERT

@@ -50,6 +50,21 @@ class InputConfig:
     date_partition_column: str | None = None
     models: tuple[str, ...] = ()
     filter: str | None = None
+    id_column: str | None = None  # joins the [labels] table
+
+
+@dataclass(frozen=True)
+class LabelsConfig:
+    """Optional table of (late) labels, joined to the predictions by id."""
+
+    path: str | None = None
+    table: str | None = None
+    id_column: str = "id"
+    label_column: str = "label"
+
+    @property
+    def enabled(self) -> bool:
+        return self.path is not None or self.table is not None
 
 
 @dataclass(frozen=True)
@@ -105,6 +120,11 @@ class OutputConfig:
 class RunConfig:
     max_reject_fraction: float = 0.05
     timezone: str = "UTC"
+    # Incremental runs with no earlier successful run: the N days ending today
+    # (run.timezone); 0 = every day in the input.
+    initial_lookback_days: int = 0
+    # Attempts of a write phase that lost a race with a concurrent run.
+    max_attempts: int = 4
 
 
 @dataclass(frozen=True)
@@ -129,6 +149,7 @@ class AlertRule:
 @dataclass(frozen=True)
 class Config:
     input: InputConfig = field(default_factory=InputConfig)
+    labels: LabelsConfig = field(default_factory=LabelsConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
     bins: BinsConfig = field(default_factory=BinsConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
@@ -201,6 +222,7 @@ def label_text(value: object) -> str:
 
 SECTIONS: dict[str, type] = {
     "input": InputConfig,
+    "labels": LabelsConfig,
     "task": TaskConfig,
     "bins": BinsConfig,
     "metrics": MetricsConfig,
@@ -399,6 +421,22 @@ def _task_problems(c: Config) -> list[str]:
     return p
 
 
+def _labels_problems(c: Config) -> list[str]:
+    p: list[str] = []
+    lab = c.labels
+    if lab.path is not None and lab.table is not None:
+        p.append("labels: set at most one of labels.path or labels.table")
+    if lab.table is not None and not QUALIFIED_NAME.match(lab.table):
+        p.append(f"labels.table: {lab.table!r} is not a valid [catalog.]schema.table name")
+    for key in ("id_column", "label_column"):
+        value = getattr(lab, key)
+        if not IDENTIFIER.match(value):
+            p.append(f"labels.{key}: {value!r} is not a plain column name ([A-Za-z_][A-Za-z0-9_]*)")
+    if lab.enabled and c.input.id_column is None:
+        p.append("input.id_column: needed with a [labels] table (the column both tables share)")
+    return p
+
+
 def _semantic_problems(c: Config) -> list[str]:
     p: list[str] = []
     i = c.input
@@ -416,10 +454,12 @@ def _semantic_problems(c: Config) -> list[str]:
         "predicted_class_column",
         "weight_column",
         "date_partition_column",
+        "id_column",
     ):
         value = getattr(i, key)
         if value is not None and not IDENTIFIER.match(value):
             p.append(f"input.{key}: {value!r} is not a plain column name ([A-Za-z_][A-Za-z0-9_]*)")
+    p.extend(_labels_problems(c))
     if i.filter is not None and (
         not i.filter.strip()
         or ";" in i.filter
@@ -507,6 +547,10 @@ def _semantic_problems(c: Config) -> list[str]:
     if not o.path:
         p.append("output.path: must not be empty")
     r = c.run
+    if r.initial_lookback_days < 0:
+        p.append(f"run.initial_lookback_days: {r.initial_lookback_days} must be >= 0 (0: all days)")
+    if not 1 <= r.max_attempts <= 20:
+        p.append(f"run.max_attempts: {r.max_attempts} must be between 1 and 20")
     if not 0.0 <= r.max_reject_fraction <= 1.0:
         p.append(f"run.max_reject_fraction: {r.max_reject_fraction} must lie in [0, 1]")
     try:

@@ -45,3 +45,14 @@ class RejectLimitError(ClfevalError):
 
     exit_code = EXIT_REJECT_LIMIT
     title = "reject limit exceeded"
+
+
+EXIT_CONFLICT = 6
+
+
+class ConcurrentRunError(ClfevalError):
+    """Concurrent runs kept committing to the same windows; this run gave up
+    after run.max_attempts attempts. Tables hold committed states only."""
+
+    exit_code = EXIT_CONFLICT
+    title = "concurrent runs"

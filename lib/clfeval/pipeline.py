@@ -1,62 +1,82 @@
 """The only module that sequences the steps of an evaluation run.
 
-check config, input contract and row filter -> record the run as 'running' ->
-one scan to per-bin states (binary or multiclass) -> count rejects (fail before
-writing if too many; optional quarantine) -> write the daily
+check config, input contract and row filter (predictions pinned at their
+current Delta version, joined to the [labels] table by id when configured) ->
+plan the days (a date range, --full, or incremental: the days whose input
+changed since the last successful run, from Change Data Feed or the Delta log)
+-> record the run as 'running' -> one scan to per-bin states (binary or
+multiclass) -> count rejects (fail before writing if too many; optional
+quarantine) -> write the daily
 ``score_histograms`` -> sum stored days into the rollup windows that contain
 them (week, month, rolling) -> derive ``metrics``, ``confusion_matrices`` and
-``curves`` for every written window from the stored histograms -> optional
-``metric_changes`` (drift) and ``alerts`` -> record the run as 'succeeded'.
+``curves`` for every written window from the stored histograms (plus label
+coverage) -> optional ``metric_changes`` (drift) and ``alerts`` -> record the
+run as 'succeeded' with input versions, windows and output versions.
+
+Every table write is one Delta commit. A write that loses a race with a
+concurrent run (Delta's conflict exceptions, or score_histograms changed
+between this run's read and its writes) is repeated, at most run.max_attempts
+times.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import random
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import reduce
+from typing import TypeVar
+from zoneinfo import ZoneInfo
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from clfeval import __version__
 from clfeval.config import Config
-from clfeval.core import alerts, windows
+from clfeval.core import alerts, coverage, windows
 from clfeval.core.binary import BinaryState, evaluate
 from clfeval.core.multiclass import evaluate_multiclass
 from clfeval.core.windows import WindowRange
-from clfeval.errors import ConfigError, ContractError, RejectLimitError
-from clfeval.io import tables
+from clfeval.errors import ConcurrentRunError, ConfigError, ContractError, RejectLimitError
+from clfeval.io import delta_log, tables
 from clfeval.spark import aggregate, contract, derive
 from clfeval.spark import changes as spark_changes
 
 Log = Callable[[str], None]
+T = TypeVar("T")
 
 
 @dataclass
 class RunResult:
     run_id: str
     status: str
+    mode: str = "range"
     rows_read: int = 0
     rows_evaluated: int = 0
     reject_counts: dict[str, int] = field(default_factory=dict)
     window: tuple[dt.date, dt.date] | None = None
+    windows: list[WindowRange] = field(default_factory=list)
+    input_versions: dict[str, int] = field(default_factory=dict)
     output_versions: dict[str, int] = field(default_factory=dict)
+    attempts: int = 1
     summary: list[dict] = field(default_factory=list)
     alerts: list[dict] = field(default_factory=list)
 
     @property
     def rows_rejected(self) -> int:
-        """Rows not in the metrics: bad rows and rows ``input.filter`` left out."""
+        """Rows not in the metrics: bad rows, filtered-out rows and unlabeled rows."""
         return sum(self.reject_counts.values())
 
     @property
     def rows_bad(self) -> int:
         """Rejected rows that count towards ``run.max_reject_fraction``."""
-        return self.rows_rejected - self.reject_counts.get(contract.EXCLUDED_BY_FILTER, 0)
+        return self.rows_rejected - sum(
+            self.reject_counts.get(r, 0) for r in contract.NOT_BAD_REASONS
+        )
 
 
 class _Phases:
@@ -77,15 +97,109 @@ def negative_label_name(config: Config) -> str:
     return f"not_{config.positive_label_text()}"
 
 
-def _read_input(spark: SparkSession, config: Config) -> tuple[DataFrame, int | None]:
-    loc = tables.input_location(config)
-    if not tables.table_exists(spark, loc):
-        key = "input.table" if config.input.table else "input.path"
-        raise ContractError([f"{key}: {loc} does not exist or is not a Delta table"])
-    raw = tables.read_table(spark, loc)
-    contract.check_contract(raw.schema, config)
-    contract.check_filter(raw, config)
-    return raw, tables.table_version(spark, loc)
+@dataclass(frozen=True)
+class Source:
+    """An input table pinned at the Delta version this run reads."""
+
+    name: str  # "predictions" or "labels"
+    loc: tables.TableLocation
+    version: int
+    frame: DataFrame
+
+
+@dataclass(frozen=True)
+class DayPlan:
+    """Which event days a run evaluates.
+
+    ``mode``: ``range`` (--start-date/--end-date), ``full`` (--full, every day),
+    ``initial`` (incremental with no earlier run: run.initial_lookback_days) or
+    ``incremental`` (exactly ``days``: those whose input changed).
+    """
+
+    mode: str
+    start: dt.date | None = None
+    end: dt.date | None = None
+    days: tuple[dt.date, ...] | None = None
+    note: str = ""
+
+
+def _read_sources(spark: SparkSession, config: Config) -> dict[str, Source]:
+    """Predictions (and labels) pinned at their current versions; contracts checked."""
+    sources = {}
+    for name, loc, key in (
+        ("predictions", tables.input_location(config), "input"),
+        ("labels", tables.labels_location(config), "labels"),
+    ):
+        if loc is None:
+            continue
+        version = tables.table_version(spark, loc)
+        if version is None:
+            what = f"{key}.table" if loc.qualified_name else f"{key}.path"
+            raise ContractError([f"{what}: {loc} does not exist or is not a Delta table"])
+        sources[name] = Source(name, loc, version, tables.read_table(spark, loc, version))
+    predictions = sources["predictions"].frame
+    if "labels" in sources:
+        contract.check_labels_contract(predictions.schema, sources["labels"].frame.schema, config)
+        predictions = contract.join_labels(predictions, sources["labels"].frame, config)
+    contract.check_contract(predictions.schema, config)
+    contract.check_filter(predictions, config)
+    return sources
+
+
+def _initial_plan(config: Config, why: str) -> DayPlan:
+    n = config.run.initial_lookback_days
+    if n == 0:
+        return DayPlan("initial", note=f"{why}: every day in the input")
+    today = dt.datetime.now(ZoneInfo(config.run.timezone)).date()
+    first = today - dt.timedelta(days=n - 1)
+    return DayPlan("initial", start=first, note=f"{why}: the last {n} days (from {first})")
+
+
+def _plan_days(
+    spark: SparkSession,
+    config: Config,
+    sources: dict[str, Source],
+    start: dt.date | None,
+    end: dt.date | None,
+    full: bool,
+) -> DayPlan:
+    """The days to evaluate: the given range, every day, or the changed days."""
+    if start is not None or end is not None:
+        return DayPlan("range", start, end, note="the given date range")
+    if full:
+        return DayPlan("full", note="--full: every day in the input")
+    predictions = sources["predictions"]
+    last = tables.last_baseline_run(spark, config, str(predictions.loc))
+    if last is None:
+        return _initial_plan(config, "no earlier successful run of this config")
+    before = last["input_versions"] or {}
+    days: set[dt.date] = set()
+    notes = []
+    for source in sources.values():
+        was = before.get(source.name)
+        if was is None:
+            return _initial_plan(config, f"run {last['run_id']} recorded no {source.name} version")
+        if was == source.version:
+            notes.append(f"{source.name} unchanged at version {was}")
+            continue
+        if was > source.version:
+            return _initial_plan(
+                config, f"{source.name} is at version {source.version}, before {was} (restored?)"
+            )
+        changed = delta_log.changed_rows(spark, source.loc, was, source.version)
+        if changed is None:
+            return _initial_plan(
+                config, f"the history of {source.name} since version {was} is no longer kept"
+            )
+        rows, how = changed
+        if source.name == "labels":
+            rows = contract.predictions_of_labels(predictions.frame, rows, config)
+        found = contract.event_days(rows, config)
+        notes.append(
+            f"{source.name} version {was} -> {source.version} ({how}): {len(found)} day(s)"
+        )
+        days |= found
+    return DayPlan("incremental", days=tuple(sorted(days)), note="; ".join(notes))
 
 
 def run_evaluation(
@@ -94,43 +208,68 @@ def run_evaluation(
     start: dt.date | None = None,
     end: dt.date | None = None,
     log: Log = print,
+    full: bool = False,
 ) -> RunResult:
-    """Evaluate the input days [start, end] (all days when None) and write every table."""
+    """Evaluate and write every table.
+
+    With ``start``/``end``: the input days in [start, end]. With ``full``: every
+    day. Otherwise incremental: the days whose input (predictions or labels)
+    changed since the last successful incremental/full run of this config.
+    """
     phase = _Phases(log)
     if start is not None and end is not None and start > end:
         raise ConfigError([f"--start-date {start} is after --end-date {end}"])
     spark.conf.set("spark.sql.session.timeZone", config.run.timezone)
     layout = config.layout()
     phase(f"checking input {tables.input_location(config)}")
-    raw, input_version = _read_input(spark, config)
+    sources = _read_sources(spark, config)
+    plan = _plan_days(spark, config, sources, start, end, full)
+    phase(f"{plan.mode} run: {plan.note}")
 
     run_id = uuid.uuid4().hex
-    result = RunResult(run_id, "running")
-    tables.start_run(
-        spark,
+    result = RunResult(run_id, "running", mode=plan.mode)
+    result.input_versions = {name: s.version for name, s in sources.items()}
+    _retrying(
         config,
-        {
-            "run_id": run_id,
-            "started_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
-            "status": "running",
-            "config_hash": config.fingerprint(),
-            "code_version": __version__,
-            "input": str(tables.input_location(config)),
-            "input_version": input_version,
-            "start_date": start,
-            "end_date": end,
-        },
+        phase,
+        "recording the run",
+        lambda: tables.start_run(
+            spark,
+            config,
+            {
+                "run_id": run_id,
+                "started_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
+                "status": "running",
+                "config_hash": config.fingerprint(),
+                "code_version": __version__,
+                "input": str(sources["predictions"].loc),
+                "input_version": sources["predictions"].version,
+                "input_versions": result.input_versions,
+                "mode": plan.mode,
+                "start_date": start,
+                "end_date": end,
+            },
+        ),
     )
     try:
-        _run(spark, config, layout, raw, start, end, result, phase)
+        _run(spark, config, layout, sources, plan, result, phase)
     except BaseException as exc:
         result.status = "failed"
-        tables.finish_run(
-            spark, config, run_id, {**_run_fields(result), "message": str(exc)[:4000]}
+        fields = {**_run_fields(result), "message": str(exc)[:4000]}
+        _retrying(
+            config,
+            phase,
+            "recording the failure",
+            lambda: tables.finish_run(spark, config, run_id, fields),
         )
         raise
     result.status = "succeeded"
-    tables.finish_run(spark, config, run_id, _run_fields(result))
+    _retrying(
+        config,
+        phase,
+        "recording the run",
+        lambda: tables.finish_run(spark, config, run_id, _run_fields(result)),
+    )
     phase(f"run {run_id} succeeded")
     return result
 
@@ -144,20 +283,61 @@ def _run_fields(result: RunResult) -> dict:
         "reject_counts": result.reject_counts,
         "tables_written": sorted(result.output_versions),
         "output_versions": result.output_versions,
+        "windows": [
+            {"granularity": w.granularity, "first_start": w.first, "last_start": w.last}
+            for w in result.windows
+        ],
+        "attempts": result.attempts,
     }
+
+
+class _StaleReadError(Exception):
+    """Another run committed to score_histograms between this run's read and write."""
+
+
+def _retrying(config: Config, phase: _Phases, what: str, action: Callable[[], T]) -> T:
+    """Run ``action``; when its Delta commit loses a race with a concurrent run
+    (or reads states another run replaced meanwhile), wait a jittered, growing
+    pause and run it again, at most ``run.max_attempts`` times."""
+    attempts = config.run.max_attempts
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except Exception as exc:
+            if not (isinstance(exc, _StaleReadError) or tables.is_concurrent_modification(exc)):
+                raise
+            if attempt == attempts:
+                raise ConcurrentRunError(
+                    [
+                        f"{what}: other runs committed to the same tables {attempts} times "
+                        "(run.max_attempts); every table holds a committed state, rerun later"
+                    ]
+                ) from exc
+            pause = random.uniform(0.5, 1.5) * attempt
+            phase(f"{what}: a concurrent run committed first; retrying in {pause:.1f}s")
+            time.sleep(pause)
+    raise AssertionError("unreachable")
 
 
 def _run(
     spark: SparkSession,
     config: Config,
     layout,
-    raw: DataFrame,
-    start: dt.date | None,
-    end: dt.date | None,
+    sources: dict[str, Source],
+    plan: DayPlan,
     result: RunResult,
     phase: _Phases,
 ) -> None:
-    selected = contract.select_range(raw, config, start, end)
+    if plan.days is not None and not plan.days:
+        phase("no input changed since the last run: nothing to write")
+        return
+    predictions = sources["predictions"].frame
+    if plan.days is not None:
+        selected = contract.select_days(predictions, config, list(plan.days))
+    else:
+        selected = contract.select_range(predictions, config, plan.start, plan.end)
+    if "labels" in sources:
+        selected = contract.join_labels(selected, sources["labels"].frame, config)
     if config.is_multiclass:
         rows = contract.normalize_multiclass(selected, config)
         k = len(config.class_texts())
@@ -181,10 +361,10 @@ def _run(
             f"read {result.rows_read:,} rows: {result.rows_evaluated:,} evaluated, "
             f"{result.rows_rejected:,} rejected"
         )
-        if result.rows_read == 0:
+        if result.rows_read == 0 and plan.days is None:
             phase("no input rows in the date range: nothing to write")
             return
-        fraction = result.rows_bad / result.rows_read
+        fraction = result.rows_bad / result.rows_read if result.rows_read else 0.0
         if fraction > config.run.max_reject_fraction:
             detail = ", ".join(f"{k}={v}" for k, v in sorted(result.reject_counts.items()))
             raise RejectLimitError(
@@ -193,33 +373,93 @@ def _run(
                     f"run.max_reject_fraction={config.run.max_reject_fraction} ({detail})"
                 ]
             )
-        days = [r["day"] for r in per_day if r["day"] is not None]
+        scanned_days = [r["day"] for r in per_day if r["day"] is not None]
         if config.output.quarantine and result.rows_rejected > 0:
             phase(f"writing {result.rows_rejected:,} rejected rows to quarantine")
-            result.output_versions["quarantine"] = tables.append_rows(
-                spark,
-                contract.rejected_rows(selected, config, result.run_id),
-                tables.output_location(config, "quarantine"),
+            quarantined = contract.rejected_rows(selected, config, result.run_id)
+            result.output_versions["quarantine"] = _retrying(
+                config,
+                phase,
+                "writing quarantine",
+                lambda: tables.append_rows(
+                    spark, quarantined, tables.output_location(config, "quarantine")
+                ),
             )
-        if not days:
+        if plan.days is not None:
+            day_ranges = windows.day_ranges(list(plan.days))
+        elif scanned_days:
+            first = plan.start or min(scanned_days)
+            day_ranges = [WindowRange("day", first, plan.end or max(scanned_days))]
+        else:
             phase("every row was rejected: nothing to write")
             return
-        window = (start or min(days), end or max(days))
-        result.window = window
-        day_range = WindowRange("day", window[0], window[1])
-        reject_metrics = _reject_metric_rows(per_day)
-        models = config.input.models
-        phase(f"writing score_histograms for {window[0]} .. {window[1]}")
+        result.window = (day_ranges[0].first, day_ranges[-1].last)
+        phase(
+            "writing score_histograms for "
+            + ", ".join(f"{r.first} .. {r.last}" for r in day_ranges)
+        )
         histograms = aggregate.rollup_slices(states, config, layout)
         loc = tables.output_location(config, "score_histograms")
-        result.output_versions["score_histograms"] = tables.replace_windows(
-            spark, histograms, loc, [day_range], models
+        result.output_versions["score_histograms"] = _retrying(
+            config,
+            phase,
+            "writing score_histograms",
+            lambda: tables.replace_windows(spark, histograms, loc, day_ranges, config.input.models),
         )
     finally:
         states.unpersist()
 
-    ranges = [day_range, *_write_rollups(spark, config, day_range, result, phase)]
-    stored = _stored_histograms(spark, config, ranges)
+    extra_metrics = _reject_metric_rows(per_day)
+    attempt = 0
+
+    def write_windows() -> None:
+        nonlocal attempt
+        attempt += 1
+        result.attempts = attempt
+        _write_windows(
+            spark, config, layout, sources, day_ranges, per_day, extra_metrics, result, phase
+        )
+
+    _retrying(config, phase, "writing the windows", write_windows)
+    phase("summarizing")
+    stored = _stored_histograms(spark, config, day_ranges)
+    if config.is_multiclass:
+        result.summary = summarize_multiclass(stored, config)
+    else:
+        result.summary = summarize(stored, config)
+
+
+def _write_windows(
+    spark: SparkSession,
+    config: Config,
+    layout,
+    sources: dict[str, Source],
+    day_ranges: list[WindowRange],
+    per_day: list,
+    extra_metrics: list[dict],
+    result: RunResult,
+    phase: _Phases,
+) -> None:
+    """Rollups, derived tables, drift and alerts of the run's windows, all from
+    one pinned version of score_histograms.
+
+    Raises _StaleReadError when another run committed to score_histograms between
+    this run's read and its writes: the caller runs it again on fresh states.
+    """
+    models = config.input.models
+    histograms_loc = tables.output_location(config, "score_histograms")
+    read_version = tables.table_version(spark, histograms_loc)
+    rollups = _write_rollups(spark, config, day_ranges, read_version, result, phase)
+    if rollups:
+        written = result.output_versions["score_histograms"]
+        if read_version is None or written != read_version + 1:
+            raise _StaleReadError()
+        read_version = written
+    ranges = [*day_ranges, *rollups]
+    result.windows = ranges
+    stored = _stored_histograms(spark, config, ranges, read_version)
+    if "labels" in sources:
+        extra_metrics = extra_metrics + _coverage_metric_rows(spark, config, per_day, ranges)
     if config.is_multiclass:
         derived = derive.derive_multiclass_tables(
             stored,
@@ -248,9 +488,9 @@ def _run(
     derived = derived.persist()
     try:
         for name, df in derive.split_tables(derived).items():
-            if name == "metrics" and reject_metrics:
+            if name == "metrics" and extra_metrics:
                 fields = [f.name for f in derive.METRICS_SCHEMA.fields]
-                rows = [tuple(r.get(f) for f in fields) for r in reject_metrics]
+                rows = [tuple(r.get(f) for f in fields) for r in extra_metrics]
                 df = df.unionByName(spark.createDataFrame(rows, derive.METRICS_SCHEMA))
             phase(f"writing {name}")
             result.output_versions[name] = tables.replace_windows(
@@ -281,13 +521,52 @@ def _run(
             ranges,
             models,
         )
-    phase("summarizing")
-    if config.is_multiclass:
-        result.summary = summarize_multiclass(
-            _stored_histograms(spark, config, [day_range]), config
+    if tables.table_version(spark, histograms_loc) != read_version:
+        raise _StaleReadError()
+
+
+def _coverage_metric_rows(
+    spark: SparkSession, config: Config, per_day: list, ranges: list[WindowRange]
+) -> list[dict]:
+    """``label_coverage`` rows for every window: this run's days from its scan,
+    other days of its rollup windows from their stored daily coverage rows."""
+    rows: dict[tuple, list[int]] = {}
+    for r in per_day:
+        if not (r["model_name"] and r["model_version"] and r["day"]):
+            continue
+        if r["reject_reason"] == contract.EXCLUDED_BY_FILTER:
+            continue
+        counts = rows.setdefault((r["model_name"], r["model_version"], r["day"]), [0, 0])
+        counts[0] += int(r["n_rows"])
+        if r["reject_reason"] == contract.UNLABELED:
+            counts[1] += int(r["n_rows"])
+    run_days = {day for r in ranges if r.granularity == "day" for day in windows.window_starts(r)}
+    daily = [coverage.DailyCoverage(m, v, d, n, u) for (m, v, d), (n, u) in rows.items()]
+    loc = tables.output_location(config, "metrics")
+    if any(r.granularity != "day" for r in ranges) and tables.table_exists(spark, loc):
+        stored = tables.read_table(spark, loc).where(
+            (F.col("metric") == F.lit("label_coverage")) & (F.col("granularity") == F.lit("day"))
         )
-    else:
-        result.summary = summarize(_stored_histograms(spark, config, [day_range]), config)
+        if config.input.models:
+            stored = stored.where(
+                F.col("model_name").isin(*[F.lit(m) for m in config.input.models])
+            )
+        for r in stored.select(
+            "model_name", "model_version", "window_start", "value", "n_rows"
+        ).collect():
+            if r["window_start"] in run_days:
+                continue
+            n = int(r["n_rows"])
+            daily.append(
+                coverage.DailyCoverage(
+                    r["model_name"],
+                    r["model_version"],
+                    r["window_start"],
+                    n,
+                    n - round(r["value"] * n),
+                )
+            )
+    return coverage.coverage_rows(daily, ranges)
 
 
 def _evaluate_alerts(spark: SparkSession, config: Config, ranges: list[WindowRange]) -> list[dict]:
@@ -343,40 +622,43 @@ def _reject_metric_rows(per_day: list) -> list[dict]:
 def _write_rollups(
     spark: SparkSession,
     config: Config,
-    days: WindowRange,
+    day_ranges: list[WindowRange],
+    version: int | None,
     result: RunResult,
     phase: _Phases,
 ) -> list[WindowRange]:
-    """Recompute and store every rollup window containing one of ``days``, from the
-    stored daily histograms; returns the rollup window ranges written."""
+    """Recompute and store every rollup window containing one of the run's days,
+    from the daily histograms stored at ``version``; returns the ranges written."""
     rollups = [g for g in config.output.granularities if g != "day"]
     if not rollups:
         return []
     loc = tables.output_location(config, "score_histograms")
-    daily = _stored_histograms(
-        spark, config, [WindowRange("day", dt.date(1900, 1, 1), dt.date(9999, 12, 31))]
+    everything = WindowRange("day", dt.date(1900, 1, 1), dt.date(9999, 12, 31))
+    daily = _stored_histograms(spark, config, [everything], version)
+    latest = daily.agg(F.max("window_start")).first()[0] or day_ranges[-1].last
+    affected = [
+        windows.affected(g, r.first, r.last, max(latest, r.last))
+        for g in rollups
+        for r in day_ranges
+    ]
+    targets = windows.merge_ranges([a.windows for a in affected])
+    sources = windows.merge_ranges(
+        [WindowRange("day", a.source_first, a.source_last) for a in affected]
     )
-    latest = daily.agg(F.max("window_start")).first()[0] or days.last
-    affected = [windows.affected(g, days.first, days.last, latest) for g in rollups]
-    source = WindowRange(
-        "day", min(a.source_first for a in affected), max(a.source_last for a in affected)
-    )
-    needed = _stored_histograms(spark, config, [source])
-    phase(
-        "writing rollups "
-        + ", ".join(f"{a.windows.granularity} from {a.windows.first}" for a in affected)
-    )
-    rolled = reduce(
-        DataFrame.unionByName, [aggregate.rollup_windows(needed, a.windows) for a in affected]
-    )
+    needed = _stored_histograms(spark, config, sources, version)
+    phase("writing rollups " + ", ".join(f"{t.granularity} from {t.first}" for t in targets))
+    rolled = reduce(DataFrame.unionByName, [aggregate.rollup_windows(needed, t) for t in targets])
     result.output_versions["score_histograms"] = tables.replace_windows(
-        spark, rolled, loc, [a.windows for a in affected], config.input.models
+        spark, rolled, loc, targets, config.input.models
     )
-    return [a.windows for a in affected]
+    return targets
 
 
-def _stored_histograms(spark: SparkSession, config: Config, ranges: list[WindowRange]) -> DataFrame:
-    stored = tables.read_table(spark, tables.output_location(config, "score_histograms"))
+def _stored_histograms(
+    spark: SparkSession, config: Config, ranges: list[WindowRange], version: int | None = None
+) -> DataFrame:
+    loc = tables.output_location(config, "score_histograms")
+    stored = tables.read_table(spark, loc, version)
     stored = stored.where(
         tables.window_filter(ranges) & (F.col("layout_id") == F.lit(config.layout().layout_id))
     )

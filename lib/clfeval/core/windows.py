@@ -74,3 +74,54 @@ def affected(
     return Affected(
         WindowRange(granularity, first_day - span, last_end - span), first_day - span, last_end
     )
+
+
+def day_ranges(days: list[dt.date] | set[dt.date]) -> list[WindowRange]:
+    """Days as the fewest ``day`` ranges of consecutive days, in order."""
+    out: list[WindowRange] = []
+    for day in sorted(set(days)):
+        if out and out[-1].last + ONE_DAY == day:
+            out[-1] = WindowRange("day", out[-1].first, day)
+        else:
+            out.append(WindowRange("day", day, day))
+    return out
+
+
+def merge_ranges(ranges: list[WindowRange]) -> list[WindowRange]:
+    """Overlapping ranges of the same granularity merged (each window once)."""
+    out: list[WindowRange] = []
+    for r in sorted(ranges, key=lambda r: (r.granularity, r.first)):
+        if out and out[-1].granularity == r.granularity and r.first <= out[-1].last:
+            out[-1] = WindowRange(r.granularity, out[-1].first, max(out[-1].last, r.last))
+        else:
+            out.append(r)
+    return out
+
+
+def window_starts(r: WindowRange) -> list[dt.date]:
+    """Every window start of ``r`` (weeks on Mondays, months on the 1st, days)."""
+    out = []
+    day = r.first
+    while day <= r.last:
+        out.append(day)
+        if r.granularity == "week":
+            day += 7 * ONE_DAY
+        elif r.granularity == "month":
+            day = next_month(day)
+        else:
+            day += ONE_DAY
+    return out
+
+
+def window_end(granularity: str, start: dt.date) -> dt.date:
+    """``window_end`` (exclusive) of the window starting on ``start``."""
+    if granularity == "day":
+        return start + ONE_DAY
+    if granularity == "week":
+        return start + 7 * ONE_DAY
+    if granularity == "month":
+        return next_month(start)
+    n = rolling_days(granularity)
+    if n is None:
+        raise ValueError(f"unknown granularity {granularity!r}")
+    return start + n * ONE_DAY

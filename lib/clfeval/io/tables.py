@@ -49,7 +49,43 @@ RUNS_SCHEMA = T.StructType(
         T.StructField("tables_written", T.ArrayType(T.StringType())),
         T.StructField("output_versions", T.MapType(T.StringType(), T.LongType())),
         T.StructField("message", T.StringType()),
+        # range (--start-date/--end-date), full (--full), initial (incremental with
+        # no earlier run: run.initial_lookback_days) or incremental.
+        T.StructField("mode", T.StringType()),
+        T.StructField("input_versions", T.MapType(T.StringType(), T.LongType())),
+        T.StructField(
+            "windows",
+            T.ArrayType(
+                T.StructType(
+                    [
+                        T.StructField("granularity", T.StringType()),
+                        T.StructField("first_start", T.DateType()),
+                        T.StructField("last_start", T.DateType()),
+                    ]
+                )
+            ),
+        ),
+        T.StructField("attempts", T.IntegerType()),
     ]
+)
+
+# Modes whose input versions a later incremental run may start from: they
+# evaluated every change up to those versions (a date-range run did not).
+BASELINE_MODES = ("full", "initial", "incremental")
+
+# Delta's optimistic-concurrency conflicts (error classes and Java class names):
+# the commit lost a race with another writer and may be retried.
+CONCURRENT_MODIFICATION_MARKERS = (
+    "DELTA_CONCURRENT_",
+    "DELTA_METADATA_CHANGED",
+    "DELTA_PROTOCOL_CHANGED",
+    "ConcurrentAppendException",
+    "ConcurrentDeleteReadException",
+    "ConcurrentDeleteDeleteException",
+    "ConcurrentTransactionException",
+    "ConcurrentWriteException",
+    "MetadataChangedException",
+    "ProtocolChangedException",
 )
 
 
@@ -102,6 +138,13 @@ def input_location(config: Config) -> TableLocation:
     return TableLocation("input", path=i.path, qualified_name=i.table)
 
 
+def labels_location(config: Config) -> TableLocation | None:
+    lab = config.labels
+    if not lab.enabled:
+        return None
+    return TableLocation("labels", path=lab.path, qualified_name=lab.table)
+
+
 def _delta_table(spark: SparkSession, loc: TableLocation) -> DeltaTable | None:
     if loc.qualified_name is not None:
         if not spark.catalog.tableExists(loc.qualified_name):
@@ -117,10 +160,20 @@ def table_exists(spark: SparkSession, loc: TableLocation) -> bool:
     return _delta_table(spark, loc) is not None
 
 
-def read_table(spark: SparkSession, loc: TableLocation) -> DataFrame:
+def read_table(spark: SparkSession, loc: TableLocation, version: int | None = None) -> DataFrame:
+    """The table's latest snapshot, or the snapshot of ``version`` (time travel)."""
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", version)
     if loc.qualified_name is not None:
-        return spark.read.table(loc.qualified_name)
-    return spark.read.format("delta").load(loc.path)
+        return reader.table(loc.qualified_name)
+    return reader.load(loc.path)
+
+
+def is_concurrent_modification(exc: BaseException) -> bool:
+    """True for a Delta commit conflict with a concurrent writer (retryable)."""
+    text = f"{type(exc).__name__}: {exc}"
+    return any(marker in text for marker in CONCURRENT_MODIFICATION_MARKERS)
 
 
 def table_version(spark: SparkSession, loc: TableLocation) -> int | None:
@@ -202,7 +255,15 @@ def _literal(value: object, data_type: T.DataType) -> Column:
         flat = [c for k, v in sorted(items.items()) for c in (F.lit(k), F.lit(v))]
         return F.create_map(*flat).cast(data_type)
     if isinstance(data_type, T.ArrayType):
-        return F.array(*[F.lit(v) for v in (value or [])]).cast(data_type)
+        element = data_type.elementType
+        if isinstance(element, T.StructType):
+            items = [
+                F.struct(*[F.lit(v[f.name]).cast(f.dataType).alias(f.name) for f in element.fields])
+                for v in (value or [])
+            ]
+        else:
+            items = [F.lit(v) for v in (value or [])]
+        return F.array(*items).cast(data_type)
     return F.lit(value).cast(data_type)
 
 
@@ -211,7 +272,8 @@ def start_run(spark: SparkSession, config: Config, record: dict) -> None:
     loc = output_location(config, "runs")
     row = [_literal(record.get(f.name), f.dataType).alias(f.name) for f in RUNS_SCHEMA.fields]
     df = spark.range(1).select(*row)
-    writer = df.write.format("delta").mode("append")
+    # mergeSchema: a runs table written by an older clfeval gains the new columns.
+    writer = df.write.format("delta").mode("append").option("mergeSchema", "true")
     if loc.qualified_name is not None:
         writer.saveAsTable(loc.qualified_name)
     else:
@@ -227,6 +289,29 @@ def finish_run(spark: SparkSession, config: Config, run_id: str, updates: dict) 
     assignments = {k: _literal(v, types[k]) for k, v in updates.items()}
     assignments["ended_at"] = F.current_timestamp()
     table.update(condition=F.col("run_id") == F.lit(run_id), set=assignments)
+
+
+def last_baseline_run(spark: SparkSession, config: Config, input_name: str) -> dict | None:
+    """The latest succeeded full/initial/incremental run of this config and input:
+    its run_id, started_at and input_versions; None when there is none."""
+    loc = output_location(config, "runs")
+    if not table_exists(spark, loc):
+        return None
+    runs = read_table(spark, loc)
+    if "mode" not in runs.columns:
+        return None
+    row = (
+        runs.where(
+            (F.col("status") == F.lit("succeeded"))
+            & F.col("mode").isin(*[F.lit(m) for m in BASELINE_MODES])
+            & (F.col("config_hash") == F.lit(config.fingerprint()))
+            & (F.col("input") == F.lit(input_name))
+        )
+        .orderBy(F.col("started_at").desc())
+        .select("run_id", "started_at", "input_versions")
+        .first()
+    )
+    return None if row is None else row.asDict()
 
 
 def append_rows(spark: SparkSession, df: DataFrame, loc: TableLocation) -> int | None:

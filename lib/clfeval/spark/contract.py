@@ -22,6 +22,10 @@ from clfeval.errors import ContractError
 # Rows that ``input.filter`` leaves out: counted (nothing is lost) but not bad,
 # so they do not count towards ``run.max_reject_fraction``.
 EXCLUDED_BY_FILTER = "excluded_by_filter"
+# With a [labels] table: predictions whose id has no label (yet). Counted, shown
+# as label coverage, not bad: the next incremental run picks them up.
+UNLABELED = "unlabeled"
+NOT_BAD_REASONS = (EXCLUDED_BY_FILTER, UNLABELED)
 
 # In the order they are tested: a row counts under the first reason that applies.
 REJECT_REASONS = (
@@ -29,6 +33,8 @@ REJECT_REASONS = (
     "null_model_name",
     "null_model_version",
     "null_event_time",
+    UNLABELED,  # only with a [labels] table
+    "conflicting_labels",  # only with a [labels] table: one id, different labels
     "null_label",
     "unknown_label",
     "null_score",
@@ -258,6 +264,13 @@ def reject_reason(config: Config, probabilities_type: T.DataType | None = None) 
         ("null_model_name", F.col(i.model_name_column).isNull()),
         ("null_model_version", F.col(i.model_version_column).isNull()),
         ("null_event_time", F.col(i.event_time_column).isNull()),
+    ]
+    if config.labels.enabled:
+        checks += [
+            (UNLABELED, ~F.col(LABEL_FOUND)),
+            ("conflicting_labels", F.col(LABEL_CONFLICT)),
+        ]
+    checks += [
         ("null_label", label.isNull()),
     ]
     if config.is_multiclass:
@@ -397,4 +410,109 @@ def rejected_rows(df: DataFrame, config: Config, run_id: str) -> DataFrame:
     """The input's rejected rows, unchanged, with ``reject_reason`` and ``run_id`` (quarantine)."""
     kind = df.schema[config.input.probabilities_column].dataType if config.is_multiclass else None
     tagged = df.withColumn("reject_reason", reject_reason(config, kind))
-    return tagged.where(F.col("reject_reason").isNotNull()).withColumn("run_id", F.lit(run_id))
+    internal = [c for c in df.columns if c.startswith(INTERNAL_PREFIX)]
+    return (
+        tagged.where(F.col("reject_reason").isNotNull())
+        .withColumn("run_id", F.lit(run_id))
+        .drop(*internal)
+    )
+
+
+INTERNAL_PREFIX = "_clfeval_"
+LABEL_FOUND = INTERNAL_PREFIX + "label_found"
+LABEL_CONFLICT = INTERNAL_PREFIX + "label_conflict"
+_LABEL_ID = INTERNAL_PREFIX + "label_id"
+_INTEGER_OR_STRING = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.StringType)
+
+
+def check_labels_contract(predictions: T.StructType, labels: T.StructType, config: Config) -> None:
+    """The id column in both tables (same kind: integer or string) and the label column."""
+    problems: list[str] = []
+    kinds = []
+    for key, schema, column in (
+        ("input.id_column", predictions, config.input.id_column),
+        ("labels.id_column", labels, config.labels.id_column),
+    ):
+        fields = {f.name: f.dataType for f in schema.fields}
+        kind = fields.get(column or "")
+        if kind is None:
+            problems.append(f"{key}: column {column!r} not found")
+        elif not isinstance(kind, _INTEGER_OR_STRING):
+            problems.append(
+                f"{key}: column {column!r} has type {kind.simpleString()}, "
+                "expected an integer or string"
+            )
+        else:
+            kinds.append(isinstance(kind, T.StringType))
+    if len(kinds) == 2 and kinds[0] != kinds[1]:
+        problems.append(
+            "input.id_column / labels.id_column: one is a string and the other an integer"
+        )
+    label_kind = {f.name: f.dataType for f in labels.fields}.get(config.labels.label_column)
+    if label_kind is None:
+        problems.append(
+            f"labels.label_column: column {config.labels.label_column!r} not found "
+            "in the labels table"
+        )
+    elif not isinstance(label_kind, _LABEL_TYPES):
+        problems.append(
+            f"labels.label_column: column {config.labels.label_column!r} has type "
+            f"{label_kind.simpleString()}, expected integer, boolean or string"
+        )
+    if problems:
+        raise ContractError(problems)
+
+
+def join_labels(predictions: DataFrame, labels: DataFrame, config: Config) -> DataFrame:
+    """Predictions with their label from the labels table (left join on the id).
+
+    The label lands in ``input.label_column`` (replacing a column of that name);
+    ``LABEL_FOUND`` is false for ids without a label row (reject reason
+    ``unlabeled``) and ``LABEL_CONFLICT`` true for ids whose label rows disagree
+    (``conflicting_labels``). Labels are reduced to one row per id first, so a
+    prediction is never duplicated by the join.
+    """
+    i, lab = config.input, config.labels
+    assert i.id_column is not None
+    label = F.col(lab.label_column)
+    per_id = labels.groupBy(F.col(lab.id_column).alias(_LABEL_ID)).agg(
+        F.min(label).alias("_clfeval_label_min"), F.max(label).alias("_clfeval_label_max")
+    )
+    base = predictions.drop(i.label_column)
+    joined = base.join(per_id, base[i.id_column] == per_id[_LABEL_ID], "left")
+    low, high = F.col("_clfeval_label_min"), F.col("_clfeval_label_max")
+    return joined.select(
+        *[base[c] for c in base.columns],
+        F.when(low == high, low).alias(i.label_column),
+        F.col(_LABEL_ID).isNotNull().alias(LABEL_FOUND),
+        F.coalesce(low != high, F.lit(False)).alias(LABEL_CONFLICT),
+    )
+
+
+def select_days(df: DataFrame, config: Config, days: list[dt.date]) -> DataFrame:
+    """Rows whose event day (session time zone) is one of ``days`` (incremental runs)."""
+    i = config.input
+    wanted = [F.lit(d) for d in sorted(days)]
+    df = df.where(F.to_date(F.col(i.event_time_column)).isin(*wanted))
+    if i.date_partition_column is not None:
+        df = df.where(F.col(i.date_partition_column).isin(*wanted))
+    if i.models:
+        df = df.where(F.col(i.model_name_column).isin(*[F.lit(m) for m in i.models]))
+    return df
+
+
+def predictions_of_labels(predictions: DataFrame, labels: DataFrame, config: Config) -> DataFrame:
+    """The predictions whose id occurs among ``labels`` rows (semi join on the id)."""
+    assert config.input.id_column is not None
+    ids = labels.select(F.col(config.labels.id_column).alias(_LABEL_ID)).distinct()
+    return predictions.join(ids, predictions[config.input.id_column] == ids[_LABEL_ID], "left_semi")
+
+
+def event_days(df: DataFrame, config: Config) -> set[dt.date]:
+    """The distinct event days of ``df`` (of the configured models); only days reach
+    the driver."""
+    i = config.input
+    if i.models:
+        df = df.where(F.col(i.model_name_column).isin(*[F.lit(m) for m in i.models]))
+    day = F.to_date(F.col(i.event_time_column)).alias("day")
+    return {r["day"] for r in df.select(day).distinct().collect() if r["day"] is not None}
