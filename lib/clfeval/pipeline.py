@@ -636,11 +636,11 @@ def _write_rollups(
     everything = WindowRange("day", dt.date(1900, 1, 1), dt.date(9999, 12, 31))
     daily = _stored_histograms(spark, config, [everything], version)
     latest = daily.agg(F.max("window_start")).first()[0] or day_ranges[-1].last
-    affected = [
-        windows.affected(g, r.first, r.last, max(latest, r.last))
-        for g in rollups
-        for r in day_ranges
-    ]
+    affected = [windows.affected(g, r.first, r.last, latest) for g in rollups for r in day_ranges]
+    # A rolling window is written once its last day is stored (see windows.affected).
+    affected = [a for a in affected if a.windows.first <= a.windows.last]
+    if not affected:
+        return []
     targets = windows.merge_ranges([a.windows for a in affected])
     sources = windows.merge_ranges(
         [WindowRange("day", a.source_first, a.source_last) for a in affected]

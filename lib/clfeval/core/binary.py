@@ -163,7 +163,9 @@ def confusion_at(state: BinaryState, layout: BinLayout, thresholds: tuple[float,
         j = layout.edge_index(t)
         tp, fp = float(tp_w[j]), float(fp_w[j])
         ntp, nfp = int(tp_n[j]), int(fp_n[j])
-        out.append(Confusion(t, tp, fp, N - fp, P - tp, ntp, nfp, nN - nfp, nP - ntp))
+        # Differences of float sums can fall a rounding error below zero.
+        tn, fn = max(N - fp, 0.0), max(P - tp, 0.0)
+        out.append(Confusion(t, tp, fp, tn, fn, ntp, nfp, nN - nfp, nP - ntp))
     return out
 
 
@@ -188,7 +190,7 @@ def threshold_metrics(c: Confusion, beta: float) -> list[MetricValue]:
 
     recall = ratio(tp, tp + fn)
     specificity = ratio(tn, tn + fp)
-    mcc_den = math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    mcc_den = math.sqrt(max((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn), 0.0))
     if total > 0:
         p_o = (tp + tn) / total
         p_e = ((tp + fp) * (tp + fn) + (fn + tn) * (fp + tn)) / (total * total)

@@ -58,7 +58,9 @@ def affected(
     """Rollup windows containing a day of [first_day, last_day].
 
     ``latest_day`` is the last day with stored daily states: rolling windows
-    ending after it are not written yet (they appear when that day is run).
+    ending after it are not written yet (they appear when that day is run), so
+    the set of rolling windows depends on the stored days only, never on which
+    days a run was asked for (an incremental run and a full run agree).
     """
     if granularity == "week":
         first, last = week_start(first_day), week_start(last_day)
@@ -69,7 +71,7 @@ def affected(
     n = rolling_days(granularity)
     if n is None:
         raise ValueError(f"{granularity!r} is not a rollup granularity")
-    last_end = min(last_day + (n - 1) * ONE_DAY, max(latest_day, last_day))
+    last_end = min(last_day + (n - 1) * ONE_DAY, latest_day)
     span = (n - 1) * ONE_DAY
     return Affected(
         WindowRange(granularity, first_day - span, last_end - span), first_day - span, last_end
