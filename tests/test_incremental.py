@@ -18,9 +18,8 @@ import datetime as dt
 import json
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
+from compare import COMPARED, assert_same_tables, output_frame
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 from sklearn import metrics as skm
@@ -36,7 +35,6 @@ pytestmark = pytest.mark.spark
 START = dt.date(2026, 3, 27)
 DAYS = 6
 GRANULARITIES = ["day", "week", "month", "rolling_3"]
-COMPARED = ("score_histograms", "metrics", "confusion_matrices", "curves")
 
 
 def config_for(tmp: Path, output: str, **sections) -> object:
@@ -50,25 +48,6 @@ def config_for(tmp: Path, output: str, **sections) -> object:
     for name, values in sections.items():
         raw.setdefault(name, {}).update(values)
     return parse_config(raw)
-
-
-def output_frame(spark, config, name: str) -> pd.DataFrame:
-    df = tables.read_table(spark, tables.output_location(config, name)).toPandas()
-    scalar = [
-        c
-        for c in df.columns
-        if not df[c].map(lambda v: isinstance(v, list | dict | np.ndarray)).any()
-    ]
-    return df.sort_values(scalar).reset_index(drop=True)
-
-
-def assert_same_tables(spark, config_a, config_b) -> None:
-    """Every compared table of two outputs: same rows; floats to rtol 1e-9 (sums of
-    weights may be added in another order), everything else exactly."""
-    for name in COMPARED:
-        a, b = output_frame(spark, config_a, name), output_frame(spark, config_b, name)
-        assert len(a) == len(b), name
-        pd.testing.assert_frame_equal(a, b[a.columns], check_exact=False, rtol=1e-9, atol=1e-12)
 
 
 def removed_partitions(path: str, after_version: int) -> set[tuple[str, str]]:

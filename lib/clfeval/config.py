@@ -209,8 +209,23 @@ class Config:
 
     def fingerprint(self) -> str:
         """sha256 of the canonical JSON of the whole config."""
-        text = json.dumps(self.to_dict(), sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()
+        return _sha256(self.to_dict())
+
+    def results_fingerprint(self) -> str:
+        """sha256 of the settings that decide the stored results (input, labels,
+        task, bins, metrics, slices, granularities): an incremental run continues
+        only from a run with the same value. Where the tables live, alert rules
+        and run settings are left out, so moving an output folder or adding a
+        rule does not force a full recompute."""
+        d = self.to_dict()
+        keep = {k: d[k] for k in ("input", "labels", "task", "bins", "metrics", "slices")}
+        keep["granularities"] = d["output"]["granularities"]
+        return _sha256(keep)
+
+
+def _sha256(value: object) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def label_text(value: object) -> str:

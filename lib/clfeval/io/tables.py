@@ -66,6 +66,7 @@ RUNS_SCHEMA = T.StructType(
             ),
         ),
         T.StructField("attempts", T.IntegerType()),
+        T.StructField("results_hash", T.StringType()),  # Config.results_fingerprint()
     ]
 )
 
@@ -292,19 +293,20 @@ def finish_run(spark: SparkSession, config: Config, run_id: str, updates: dict) 
 
 
 def last_baseline_run(spark: SparkSession, config: Config, input_name: str) -> dict | None:
-    """The latest succeeded full/initial/incremental run of this config and input:
+    """The latest succeeded full/initial/incremental run with the same results
+    settings (``Config.results_fingerprint``) and input:
     its run_id, started_at and input_versions; None when there is none."""
     loc = output_location(config, "runs")
     if not table_exists(spark, loc):
         return None
     runs = read_table(spark, loc)
-    if "mode" not in runs.columns:
+    if "results_hash" not in runs.columns:
         return None
     row = (
         runs.where(
             (F.col("status") == F.lit("succeeded"))
             & F.col("mode").isin(*[F.lit(m) for m in BASELINE_MODES])
-            & (F.col("config_hash") == F.lit(config.fingerprint()))
+            & (F.col("results_hash") == F.lit(config.results_fingerprint()))
             & (F.col("input") == F.lit(input_name))
         )
         .orderBy(F.col("started_at").desc())

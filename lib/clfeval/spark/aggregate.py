@@ -312,3 +312,24 @@ def rollup_windows(daily: DataFrame, windows: WindowRange) -> DataFrame:
         *[F.col(s).cast("double").alias(s) for s in STATE_SUMS[2:]],
         "layout_id",
     )
+
+
+def same_states(a: DataFrame, b: DataFrame, rtol: float = 1e-9) -> bool:
+    """Whether two sets of stored histogram rows hold the same states: the same
+    keys and windows, equal counts, float sums equal to ``rtol`` (a sum of the
+    same days added in another order may differ in its last bits).
+
+    Used to tell a concurrent run's identical rewrite from a real change; only
+    the first difference found reaches the driver.
+    """
+    keys = [*HISTOGRAM_KEYS, "granularity", "window_start", "window_end"]
+    left = a.select(*keys, *[F.col(c).alias(f"a_{c}") for c in STATE_SUMS])
+    right = b.select(*keys, *[F.col(c).alias(f"b_{c}") for c in STATE_SUMS])
+    on = [left[k].eqNullSafe(right[k]) for k in keys]
+    joined = left.join(right, on, "full_outer")
+    differs = left["model_name"].isNull() | right["model_name"].isNull()
+    for c in STATE_SUMS:
+        x, y = F.col(f"a_{c}"), F.col(f"b_{c}")
+        scale = F.greatest(F.abs(x), F.abs(y), F.lit(1e-300))
+        differs = differs | ~x.eqNullSafe(y) & (F.abs(x - y) > F.lit(rtol) * scale)
+    return joined.where(differs).limit(1).count() == 0

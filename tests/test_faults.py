@@ -1,0 +1,236 @@
+"""Crash safety and concurrent runs.
+
+Kill: a committed output (an incremental run over three days) is copied; a
+fourth day is appended to the predictions; the evaluation job is started as
+its own process group (Python driver + local-mode JVM) and killed with SIGKILL
+when its console reaches a given phase (optionally a moment later, inside the
+write). After each kill every output table must be readable at a committed
+version, tables the killed run had not reached keep their previous version and
+content, no key appears twice, and the killed run is not 'succeeded'. The rerun
+(the same incremental command) must give tables equal to a clean run.
+
+Concurrency: two runs in one driver at the same time (threads: separate Delta
+transactions racing on the same tables), on disjoint and on overlapping date
+ranges, into empty outputs; both must succeed and the tables must equal one
+serial run over all the days (the clean run of the kill tests).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from compare import COMPARED, assert_same_tables, output_frame
+from pyspark.sql import functions as F
+
+from clfeval.config import load_config
+from clfeval.io import tables
+from clfeval.pipeline import run_evaluation
+from clfeval.spark.demo_data import demo_predictions
+
+pytestmark = pytest.mark.spark
+
+ROOT = Path(__file__).resolve().parents[1]
+START = dt.date(2026, 5, 1)  # a Friday: the four days span two ISO weeks
+OUTPUT_TABLES = (*COMPARED, "runs")
+KEYS = {
+    "score_histograms": [
+        "model_name",
+        "model_version",
+        "slice_key",
+        "slice_value",
+        "granularity",
+        "window_start",
+        "class_label",
+        "true_label",
+        "predicted",
+        "true_rank",
+        "bin",
+    ],
+    "metrics": [
+        "model_name",
+        "model_version",
+        "slice_key",
+        "slice_value",
+        "granularity",
+        "window_start",
+        "metric",
+        "class_label",
+        "threshold",
+    ],
+}
+
+# (console phase that triggers the kill, seconds to wait after it). The suite
+# runs four points; CLFEVAL_ALL_KILL_POINTS=1 adds the other two.
+KILL_POINTS = [
+    ("writing score_histograms", 1.0),
+    ("writing rollups", 0.5),
+    ("writing metrics", 0.0),
+    ("writing curves", 1.0),
+]
+if os.environ.get("CLFEVAL_ALL_KILL_POINTS") == "1":
+    KILL_POINTS += [("scanning input", 0.0), ("writing confusion_matrices", 0.5)]
+
+
+def write_config(folder: Path, predictions: Path, output: Path) -> Path:
+    text = f"""
+[input]
+path = "{predictions}"
+weight_column = "weight"
+date_partition_column = "date"
+
+[task]
+positive_label = 1
+negative_labels = [0]
+
+[metrics]
+thresholds = [0.1, 0.5]
+
+[slices]
+segment_columns = ["device"]
+
+[output]
+path = "{output}"
+granularities = ["day", "week", "rolling_2"]
+"""
+    path = folder / f"{output.name}.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def committed(spark, tmp_path_factory):
+    """Predictions of 3 days evaluated (the committed state), then a 4th day appended."""
+    tmp = tmp_path_factory.mktemp("faults")
+    predictions = tmp / "predictions"
+    rows = demo_predictions(spark, rows=6_000, days=4, start=START, positive_rate=0.15, seed=11)
+    tables.write_predictions(
+        rows.where(F.col("date") < F.lit(START + dt.timedelta(days=3))), str(predictions)
+    )
+    before = load_config(write_config(tmp, predictions, tmp / "before"))
+    run_evaluation(spark, before, log=lambda _: None)
+    rows.where(F.col("date") == F.lit(START + dt.timedelta(days=3))).write.format("delta").mode(
+        "append"
+    ).save(str(predictions))
+    clean = load_config(write_config(tmp, predictions, tmp / "clean"))
+    shutil.copytree(tmp / "before", tmp / "clean")
+    run_evaluation(spark, clean, log=lambda _: None)
+    return tmp, predictions, before, clean
+
+
+def versions(spark, config) -> dict[str, int | None]:
+    return {
+        t: tables.table_version(spark, tables.output_location(config, t)) for t in OUTPUT_TABLES
+    }
+
+
+def kill_job_at(config_path: Path, phase: str, delay: float) -> list[str]:
+    """Start jobs/evaluate.py in its own process group; SIGKILL the whole group
+    (driver and JVM) once its console shows ``phase`` (plus ``delay`` seconds)."""
+    job = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "jobs" / "evaluate.py"),
+            "--config",
+            str(config_path),
+            "--master",
+            "local[2]",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+        cwd=ROOT,
+    )
+    seen = []
+    assert job.stdout is not None
+    for line in job.stdout:
+        seen.append(line.rstrip())
+        if phase in line:
+            time.sleep(delay)
+            break
+    alive = job.poll() is None
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait(timeout=60)
+    assert alive, f"the job ended before the kill at {phase!r}: {seen}"
+    return seen
+
+
+@pytest.mark.parametrize(("phase", "delay"), KILL_POINTS)
+def test_sigkill_then_rerun_equals_clean_run(spark, committed, phase, delay) -> None:
+    tmp, predictions, _, clean = committed
+    name = "killed_" + phase.replace(" ", "_") + f"_{delay}".replace(".", "_")
+    output = tmp / name
+    shutil.copytree(tmp / "before", output)
+    config_path = write_config(tmp, predictions, output)
+    config = load_config(config_path)
+    previous = versions(spark, config)
+    previous_content = {t: output_frame(spark, config, t) for t in COMPARED}
+
+    kill_job_at(config_path, phase, delay)
+
+    after_kill = versions(spark, config)
+    for table in OUTPUT_TABLES:
+        frame = output_frame(spark, config, table)  # readable at a committed version
+        if after_kill[table] == previous[table] and table in COMPARED:
+            pd.testing.assert_frame_equal(frame, previous_content[table])
+        if table in KEYS:
+            keys = [k for k in KEYS[table] if k in frame.columns]
+            assert not frame.duplicated(keys).any(), (table, "duplicated rows")
+    runs = output_frame(spark, config, "runs")
+    assert (runs.status == "succeeded").sum() == 1  # only the committed run
+
+    rerun = run_evaluation(spark, config, log=lambda _: None)
+    assert rerun.status == "succeeded" and rerun.mode == "incremental"
+    assert [(w.first, w.last) for w in rerun.windows if w.granularity == "day"] == [
+        (START + dt.timedelta(days=3), START + dt.timedelta(days=3))
+    ]
+    assert_same_tables(spark, config, clean)
+
+
+def run_together(spark, jobs: list[tuple]) -> list:
+    """Start every (config, start, end) run in its own thread at once."""
+    results: list = [None] * len(jobs)
+    barrier = threading.Barrier(len(jobs))
+
+    def work(n: int, config, start, end) -> None:
+        barrier.wait()
+        try:
+            results[n] = run_evaluation(spark, config, start, end, log=lambda _: None)
+        except BaseException as exc:  # reported by the assertion below
+            results[n] = exc
+
+    threads = [threading.Thread(target=work, args=(n, *job)) for n, job in enumerate(jobs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+@pytest.mark.parametrize(
+    "ranges",
+    [
+        pytest.param([(0, 1), (2, 3)], id="disjoint"),
+        pytest.param([(0, 2), (1, 3)], id="overlapping"),
+    ],
+)
+def test_concurrent_runs_equal_a_serial_run(spark, committed, ranges) -> None:
+    tmp, predictions, _, clean = committed
+    output = tmp / f"concurrent_{ranges[0][1]}_{ranges[1][0]}"
+    config = load_config(write_config(tmp, predictions, output))
+    day = [START + dt.timedelta(days=k) for k in range(4)]
+    results = run_together(spark, [(config, day[a], day[b]) for a, b in ranges])
+    for r in results:
+        assert not isinstance(r, BaseException), repr(r)
+        assert r.status == "succeeded"
+    assert_same_tables(spark, config, clean)  # one serial (incremental) run over the 4 days
