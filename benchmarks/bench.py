@@ -18,7 +18,9 @@ Printed: the ratios (2)/(1), (3)/(2), (4)/(2), the largest |AUC clfeval -
 AUC scikit-learn| and the widest AUC bound, and peak memory of the driver
 (Python process and, in local mode, the JVM that hosts driver and executors)
 sampled during (2). Optional sweeps: ``--bins-sweep 100,1000,10000``,
-``--slices-sweep`` and ``--multiclass-k 5,20,50``.
+``--slices-sweep`` and ``--multiclass-k 5,20,50``; ``--incremental`` times the
+nightly case: one more day appended, then an incremental run (only the new day
+and its rollups) against a full recompute of every day.
 
     make bench                                  # 20M rows, 3 repetitions
     .venv/bin/python benchmarks/bench.py --rows 2000000 --reps 3
@@ -267,6 +269,7 @@ def main() -> None:
     p.add_argument("--slices-sweep", action="store_true")
     p.add_argument("--multiclass-k", default="", help="e.g. 5,20,50")
     p.add_argument("--multiclass-rows", type=int, default=1_000_000)
+    p.add_argument("--incremental", action="store_true", help="incremental vs full run")
     p.add_argument("--work", default="/tmp/clfeval_bench")
     p.add_argument("--master", default="local[*]")
     args = p.parse_args()
@@ -333,8 +336,45 @@ def main() -> None:
             )
     for k in [int(x) for x in args.multiclass_k.split(",") if x]:
         lines.append(multiclass_point(spark, args, k))
+    if args.incremental:
+        lines.append(incremental_point(spark, args, path))
     print()
     print("\n".join(lines))
+
+
+def incremental_point(spark: SparkSession, args: argparse.Namespace, path: str) -> str:
+    """Per rep: append one more day (rows/days rows) to a copy of the table, then
+    time the incremental run (new day + its week/rolling windows) and a full run."""
+    copy = os.path.join(args.work, "incremental_predictions")
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(path, copy)
+    out = os.path.join(args.work, "incremental_out")
+    shutil.rmtree(out, ignore_errors=True)
+    granularities = {"granularities": ["day", "week", "rolling_7"]}
+    config = clfeval_config(copy, out, output=granularities)
+    full = clfeval_config(copy, os.path.join(args.work, "full_out"), output=granularities)
+    run_evaluation(spark, config, log=lambda _: None)  # the first (initial) run
+    one_day = bench_predictions(spark, argparse.Namespace(**{**vars(args), "days": 1}))
+    one_day = one_day.limit(args.rows // args.days)
+    incremental, recompute = [], []
+    for k in range(args.reps):
+        shift = args.days + k
+        shifted = one_day.withColumn(
+            "event_time", F.timestamp_seconds(F.unix_timestamp("event_time") + F.lit(shift * 86400))
+        ).withColumn("date", F.date_add("date", shift))
+        shifted.write.format("delta").mode("append").save(copy)
+        t0 = time.perf_counter()
+        run_evaluation(spark, config, log=lambda _: None)
+        incremental.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        run_clfeval(spark, full)
+        recompute.append(time.perf_counter() - t0)
+        print(f"  incremental rep {k + 1}: {incremental[-1]:.1f} s, full {recompute[-1]:.1f} s")
+    return (
+        f"incremental (1 new day of {args.days}+k, granularities day/week/rolling_7): "
+        f"{median(incremental):.1f} s vs full recompute {median(recompute):.1f} s "
+        f"({median(recompute) / median(incremental):.1f}x less time)"
+    )
 
 
 def multiclass_point(spark: SparkSession, args: argparse.Namespace, k: int) -> str:

@@ -48,6 +48,7 @@ from clfeval.spark import changes as spark_changes
 
 Log = Callable[[str], None]
 T = TypeVar("T")
+ALL_DAYS = WindowRange("day", dt.date(1900, 1, 1), dt.date(9999, 12, 31))
 
 
 @dataclass
@@ -104,6 +105,7 @@ class Source:
     name: str  # "predictions" or "labels"
     loc: tables.TableLocation
     version: int
+    table_id: str
     frame: DataFrame
 
 
@@ -136,7 +138,8 @@ def _read_sources(spark: SparkSession, config: Config) -> dict[str, Source]:
         if version is None:
             what = f"{key}.table" if loc.qualified_name else f"{key}.path"
             raise ContractError([f"{what}: {loc} does not exist or is not a Delta table"])
-        sources[name] = Source(name, loc, version, tables.read_table(spark, loc, version))
+        frame = tables.read_table(spark, loc, version)
+        sources[name] = Source(name, loc, version, tables.table_id(spark, loc), frame)
     predictions = sources["predictions"].frame
     if "labels" in sources:
         contract.check_labels_contract(predictions.schema, sources["labels"].frame.schema, config)
@@ -173,12 +176,15 @@ def _plan_days(
     if last is None:
         return _initial_plan(config, "no earlier successful run of this config")
     before = last["input_versions"] or {}
+    ids = last["input_table_ids"] or {}
     days: set[dt.date] = set()
     notes = []
     for source in sources.values():
         was = before.get(source.name)
         if was is None:
             return _initial_plan(config, f"run {last['run_id']} recorded no {source.name} version")
+        if ids.get(source.name) != source.table_id:
+            return _initial_plan(config, f"{source.name} is another Delta table (recreated?)")
         if was == source.version:
             notes.append(f"{source.name} unchanged at version {was}")
             continue
@@ -246,6 +252,7 @@ def run_evaluation(
                 "input": str(sources["predictions"].loc),
                 "input_version": sources["predictions"].version,
                 "input_versions": result.input_versions,
+                "input_table_ids": {name: s.table_id for name, s in sources.items()},
                 "mode": plan.mode,
                 "start_date": start,
                 "end_date": end,
@@ -456,9 +463,8 @@ def _write_windows(
         assert read_version is not None and written is not None
         # Commits between our read and our rollup commit may have added days our
         # rollups lack; identical rewrites by a concurrent run are harmless.
-        sources = [WindowRange("day", dt.date(1900, 1, 1), dt.date(9999, 12, 31))]
         if written != read_version + 1 and not _same_histograms(
-            spark, config, sources, read_version, written - 1
+            spark, config, [ALL_DAYS], read_version, written - 1
         ):
             raise _StaleReadError()
         read_version = written
@@ -655,8 +661,7 @@ def _write_rollups(
     if not rollups:
         return []
     loc = tables.output_location(config, "score_histograms")
-    everything = WindowRange("day", dt.date(1900, 1, 1), dt.date(9999, 12, 31))
-    daily = _stored_histograms(spark, config, [everything], version)
+    daily = _stored_histograms(spark, config, [ALL_DAYS], version)
     latest = daily.agg(F.max("window_start")).first()[0] or day_ranges[-1].last
     affected = [windows.affected(g, r.first, r.last, latest) for g in rollups for r in day_ranges]
     # A rolling window is written once its last day is stored (see windows.affected).

@@ -53,6 +53,9 @@ RUNS_SCHEMA = T.StructType(
         # no earlier run: run.initial_lookback_days) or incremental.
         T.StructField("mode", T.StringType()),
         T.StructField("input_versions", T.MapType(T.StringType(), T.LongType())),
+        # Delta table id per input: a table dropped and recreated at the same place
+        # restarts its versions, so versions only compare under the same id.
+        T.StructField("input_table_ids", T.MapType(T.StringType(), T.StringType())),
         T.StructField(
             "windows",
             T.ArrayType(
@@ -177,6 +180,14 @@ def is_concurrent_modification(exc: BaseException) -> bool:
     return any(marker in text for marker in CONCURRENT_MODIFICATION_MARKERS)
 
 
+def table_id(spark: SparkSession, loc: TableLocation) -> str:
+    """The Delta table's id (new for every table created, kept across versions)."""
+    table = _delta_table(spark, loc)
+    if table is None:
+        raise FileNotFoundError(f"{loc} is not a Delta table")
+    return str(table.detail().select("id").first()[0])
+
+
 def table_version(spark: SparkSession, loc: TableLocation) -> int | None:
     """The latest committed Delta version, or None when the table does not exist."""
     table = _delta_table(spark, loc)
@@ -295,7 +306,8 @@ def finish_run(spark: SparkSession, config: Config, run_id: str, updates: dict) 
 def last_baseline_run(spark: SparkSession, config: Config, input_name: str) -> dict | None:
     """The latest succeeded full/initial/incremental run with the same results
     settings (``Config.results_fingerprint``) and input:
-    its run_id, started_at and input_versions; None when there is none."""
+    its run_id, started_at, input_versions and input_table_ids; None when there
+    is none."""
     loc = output_location(config, "runs")
     if not table_exists(spark, loc):
         return None
@@ -310,7 +322,7 @@ def last_baseline_run(spark: SparkSession, config: Config, input_name: str) -> d
             & (F.col("input") == F.lit(input_name))
         )
         .orderBy(F.col("started_at").desc())
-        .select("run_id", "started_at", "input_versions")
+        .select("run_id", "started_at", "input_versions", "input_table_ids")
         .first()
     )
     return None if row is None else row.asDict()
