@@ -233,4 +233,5 @@ def test_concurrent_runs_equal_a_serial_run(spark, committed, ranges) -> None:
     for r in results:
         assert not isinstance(r, BaseException), repr(r)
         assert r.status == "succeeded"
+    print(f"window-phase attempts of the two runs: {[r.attempts for r in results]}")
     assert_same_tables(spark, config, clean)  # one serial (incremental) run over the 4 days

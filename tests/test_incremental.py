@@ -39,7 +39,11 @@ GRANULARITIES = ["day", "week", "month", "rolling_3"]
 
 def config_for(tmp: Path, output: str, **sections) -> object:
     raw = {
-        "input": {"path": str(tmp / "predictions"), "weight_column": "weight"},
+        "input": {
+            "path": str(tmp / "predictions"),
+            "weight_column": "weight",
+            "date_partition_column": "date",  # also prunes the change detection
+        },
         "task": {"positive_label": 1, "negative_labels": [0]},
         "metrics": {"thresholds": [0.1]},
         "slices": {"segment_columns": ["device"]},

@@ -192,7 +192,8 @@ def _plan_days(
             return _initial_plan(
                 config, f"{source.name} is at version {source.version}, before {was} (restored?)"
             )
-        changed = delta_log.changed_rows(spark, source.loc, was, source.version)
+        partition = config.input.date_partition_column if source.name == "predictions" else None
+        changed = delta_log.changed_rows(spark, source.loc, was, source.version, partition)
         if changed is None:
             return _initial_plan(
                 config, f"the history of {source.name} since version {was} is no longer kept"

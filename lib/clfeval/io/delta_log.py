@@ -18,6 +18,7 @@ caller then falls back to a full look-back instead of guessing.
 
 from __future__ import annotations
 
+import json
 import posixpath
 from dataclasses import dataclass
 from urllib.parse import unquote
@@ -36,6 +37,19 @@ CDF_PROPERTY = "delta.enableChangeDataFeed"
 class FileChanges:
     added: frozenset[str]  # data file names (no folder), URL-decoded
     removed: frozenset[str]
+    # partition values of every added or removed file ({} when unpartitioned)
+    partitions: tuple[dict[str, str | None], ...] = ()
+
+    def partition_values(self, column: str) -> set[str] | None:
+        """The values of partition ``column`` among the changed files, or None when
+        some file has no such partition value (then nothing can be pruned)."""
+        values = set()
+        for p in self.partitions:
+            value = p.get(column)
+            if value is None:
+                return None
+            values.add(value)
+        return values
 
 
 def storage_location(spark: SparkSession, loc: TableLocation) -> str:
@@ -62,6 +76,10 @@ def file_changes(
         actions = lines.select(
             F.get_json_object("value", "$.add.path").alias("added"),
             F.get_json_object("value", "$.remove.path").alias("removed"),
+            F.coalesce(
+                F.get_json_object("value", "$.add.partitionValues"),
+                F.get_json_object("value", "$.remove.partitionValues"),
+            ).alias("partitions"),
         ).where(F.col("added").isNotNull() | F.col("removed").isNotNull())
         rows = actions.collect()
     except PySparkException:  # PATH_NOT_FOUND: the log was cleaned up
@@ -73,6 +91,7 @@ def file_changes(
     return FileChanges(
         frozenset(name(r["added"]) for r in rows if r["added"]),
         frozenset(name(r["removed"]) for r in rows if r["removed"]),
+        tuple(json.loads(r["partitions"] or "{}") for r in rows),
     )
 
 
@@ -96,12 +115,19 @@ def _records_change_data(spark: SparkSession, location: str) -> bool:
 
 
 def changed_rows(
-    spark: SparkSession, loc: TableLocation, after_version: int, to_version: int
+    spark: SparkSession,
+    loc: TableLocation,
+    after_version: int,
+    to_version: int,
+    partition_column: str | None = None,
 ) -> tuple[DataFrame, str] | None:
     """Rows touched by commits (after_version, to_version], with the source used
     ('change data feed' or 'transaction log'); None when the history is gone.
 
-    The frame has the table's data columns (CDF metadata columns dropped).
+    The frame has the table's data columns (CDF metadata columns dropped). With
+    ``partition_column`` (a partition column of the table) the log-based read is
+    limited to the partitions of the changed files, so finding one changed day
+    reads that day's files, not the whole table.
     """
     location = storage_location(spark, loc)
     current = _read_version(spark, location, to_version)
@@ -128,5 +154,9 @@ def changed_rows(
         before.schema  # noqa: B018 - time travel fails here when the version was vacuumed
     except PySparkException:
         return None
+    values = changes.partition_values(partition_column) if partition_column else None
+    if values is not None and partition_column is not None:
+        within = F.col(partition_column).cast("string").isin(*[F.lit(v) for v in sorted(values)])
+        added, removed = added.where(within), removed.where(within)
     columns = [c for c in current.columns if c in before.columns]
     return added.select(*columns).unionByName(removed.select(*columns)), "transaction log"
