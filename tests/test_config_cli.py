@@ -110,3 +110,39 @@ def test_catalog_names_are_checked() -> None:
     problems = info.value.problems
     assert any(p.startswith("input.table:") for p in problems)
     assert any(p.startswith("output.catalog_schema:") for p in problems)
+
+
+def test_labels_and_run_settings_are_validated() -> None:
+    raw = {
+        "input": {"path": "x"},
+        "labels": {"path": "y", "table": "a.b", "id_column": "id; DROP", "label_colum": "z"},
+        "run": {"initial_lookback_days": -1, "max_attempts": 0},
+    }
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw)
+    problems = info.value.problems
+    assert "labels.label_colum: unknown key (did you mean 'label_column'?)" in problems
+    assert "labels: set at most one of labels.path or labels.table" in problems
+    assert any(p.startswith("labels.id_column: 'id; DROP' is not a plain column") for p in problems)
+    assert any(p.startswith("input.id_column: needed with a [labels] table") for p in problems)
+    assert any(p.startswith("run.initial_lookback_days: -1") for p in problems)
+    assert any(p.startswith("run.max_attempts: 0") for p in problems)
+
+
+def test_first_incremental_run_looks_back_the_configured_days() -> None:
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from clfeval.pipeline import _initial_plan
+
+    config = parse_config({"input": {"path": "x"}, "run": {"initial_lookback_days": 3}})
+    plan = _initial_plan(config, "no earlier run")
+    today = dt.datetime.now(ZoneInfo("UTC")).date()
+    assert (plan.mode, plan.start, plan.end, plan.days) == (
+        "initial",
+        today - dt.timedelta(days=2),
+        None,
+        None,
+    )
+    everything = _initial_plan(parse_config({"input": {"path": "x"}}), "no earlier run")
+    assert (everything.start, everything.end) == (None, None)
