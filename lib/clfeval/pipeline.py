@@ -59,7 +59,6 @@ class RunResult:
     rows_read: int = 0
     rows_evaluated: int = 0
     reject_counts: dict[str, int] = field(default_factory=dict)
-    window: tuple[dt.date, dt.date] | None = None
     windows: list[WindowRange] = field(default_factory=list)
     input_versions: dict[str, int] = field(default_factory=dict)
     output_versions: dict[str, int] = field(default_factory=dict)
@@ -402,7 +401,6 @@ def _run(
         else:
             phase("every row was rejected: nothing to write")
             return
-        result.window = (day_ranges[0].first, day_ranges[-1].last)
         phase(
             "writing score_histograms for "
             + ", ".join(f"{r.first} .. {r.last}" for r in day_ranges)
