@@ -218,3 +218,27 @@ def test_late_labels_and_coverage(spark, tmp_path) -> None:
         & (after.window_start == late_day)
     ]
     assert len(day_cov) > 0 and (day_cov.value == 1.0).all()
+
+
+def test_vacuumed_history_falls_back_to_the_look_back(spark, tmp_path) -> None:
+    """After VACUUM the removed files of the recorded version are gone: the run
+    says so and evaluates the look-back (all days) instead of failing."""
+    rows = demo_predictions(spark, rows=3_000, days=3, start=START, positive_rate=0.2, seed=8)
+    tables.write_predictions(rows, str(tmp_path / "predictions"))
+    config = config_for(tmp_path, "metrics")
+    run_evaluation(spark, config, log=lambda _: None)
+    table = DeltaTable.forPath(spark, str(tmp_path / "predictions"))
+    table.update(condition=F.col("id") % 7 == 0, set={"label": F.lit(1) - F.col("label")})
+    check = "spark.databricks.delta.retentionDurationCheck.enabled"
+    spark.conf.set(check, "false")
+    try:
+        table.vacuum(0.0)
+    finally:
+        spark.conf.set(check, "true")
+    lines: list[str] = []
+    result = run_evaluation(spark, config, log=lines.append)
+    assert result.mode == "initial", lines
+    assert any("could not read" in line for line in lines), lines
+    full = config_for(tmp_path, "full_recompute")
+    run_evaluation(spark, full, full=True, log=lambda _: None)
+    assert_same_tables(spark, config, full)

@@ -200,7 +200,16 @@ def _plan_days(
         rows, how = changed
         if source.name == "labels":
             rows = contract.predictions_of_labels(predictions.frame, rows, config)
-        found = contract.event_days(rows, config)
+        try:
+            found = contract.event_days(rows, config)
+        except Exception as exc:
+            if not delta_log.is_missing_file(exc):
+                raise
+            return _initial_plan(
+                config,
+                f"could not read the rows {source.name} changed since version {was} "
+                "(files removed by VACUUM)",
+            )
         notes.append(
             f"{source.name} version {was} -> {source.version} ({how}): {len(found)} day(s)"
         )

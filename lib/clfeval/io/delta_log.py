@@ -12,8 +12,9 @@ Two sources, in this order:
    ``_metadata.file_name``. A copy-on-write UPDATE rewrites whole files, so this
    is a superset of the rows that really changed: safe, never a miss.
 
-Both give ``None`` when the history needed is gone (log cleanup, VACUUM): the
-caller then falls back to a full look-back instead of guessing.
+Both give ``None`` when the history needed is gone (log cleanup): the caller
+then falls back to a full look-back instead of guessing. Data files removed by
+VACUUM only show when the rows are read (``is_missing_file``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,14 @@ from pyspark.sql import functions as F
 from clfeval.io.tables import TableLocation, _delta_table
 
 CDF_PROPERTY = "delta.enableChangeDataFeed"
+# Errors of reading a data file that no longer exists (VACUUM removed it).
+MISSING_FILE_MARKERS = ("FILE_NOT_EXIST", "FileNotFoundException", "PATH_NOT_FOUND")
+
+
+def is_missing_file(exc: BaseException) -> bool:
+    """True when reading changed rows failed because a data file is gone."""
+    text = f"{type(exc).__name__}: {exc}"
+    return any(marker in text for marker in MISSING_FILE_MARKERS)
 
 
 @dataclass(frozen=True)
