@@ -146,3 +146,32 @@ def test_first_incremental_run_looks_back_the_configured_days() -> None:
     )
     everything = _initial_plan(parse_config({"input": {"path": "x"}}), "no earlier run")
     assert (everything.start, everything.end) == (None, None)
+
+
+def test_labels_contract_names_columns_and_types() -> None:
+    from pyspark.sql import types as T
+
+    from clfeval.errors import ContractError
+    from clfeval.spark.contract import check_labels_contract
+
+    config = parse_config({"input": {"path": "x", "id_column": "id"}, "labels": {"path": "y"}})
+    predictions = T.StructType([T.StructField("id", T.LongType())])
+    labels = T.StructType(
+        [T.StructField("id", T.StringType()), T.StructField("label", T.DoubleType())]
+    )
+    with pytest.raises(ContractError) as info:
+        check_labels_contract(predictions, labels, config)
+    assert info.value.problems == [
+        "input.id_column / labels.id_column: one is a string and the other an integer",
+        "labels.label_column: column 'label' has type double, expected integer, boolean or string",
+    ]
+    with pytest.raises(ContractError) as info:
+        check_labels_contract(predictions, T.StructType([]), config)
+    assert info.value.problems == [
+        "labels.id_column: column 'id' not found",
+        "labels.label_column: column 'label' not found in the labels table",
+    ]
+    good = T.StructType(
+        [T.StructField("id", T.IntegerType()), T.StructField("label", T.IntegerType())]
+    )
+    check_labels_contract(predictions, good, config)  # no error
