@@ -35,38 +35,19 @@ from pyspark.sql import functions as F
 from clfeval.config import load_config
 from clfeval.io import tables
 from clfeval.pipeline import run_evaluation
+from clfeval.spark.aggregate import HISTOGRAM_KEYS
 from clfeval.spark.demo_data import demo_predictions
+from clfeval.spark.derive import KEY_COLUMNS
 
 pytestmark = pytest.mark.spark
 
 ROOT = Path(__file__).resolve().parents[1]
 START = dt.date(2026, 5, 1)  # a Friday: the four days span two ISO weeks
 OUTPUT_TABLES = (*COMPARED, "runs")
+# The key of a row: no two rows of a table may share it.
 KEYS = {
-    "score_histograms": [
-        "model_name",
-        "model_version",
-        "slice_key",
-        "slice_value",
-        "granularity",
-        "window_start",
-        "class_label",
-        "true_label",
-        "predicted",
-        "true_rank",
-        "bin",
-    ],
-    "metrics": [
-        "model_name",
-        "model_version",
-        "slice_key",
-        "slice_value",
-        "granularity",
-        "window_start",
-        "metric",
-        "class_label",
-        "threshold",
-    ],
+    "score_histograms": list(dict.fromkeys([*KEY_COLUMNS, *HISTOGRAM_KEYS])),
+    "metrics": [*KEY_COLUMNS, "metric", "class_label", "threshold"],
 }
 
 # (console phase that triggers the kill, seconds to wait after it). The suite

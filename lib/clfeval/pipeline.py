@@ -580,8 +580,14 @@ def _coverage_metric_rows(
     daily = [coverage.DailyCoverage(m, v, d, n, u) for (m, v, d), (n, u) in rows.items()]
     loc = tables.output_location(config, "metrics")
     if any(r.granularity != "day" for r in ranges) and tables.table_exists(spark, loc):
+        # Only the days the rollup windows span reach the driver.
+        first = min(r.first for r in ranges)
+        end = max(windows.window_end(r.granularity, r.last) for r in ranges)
         stored = tables.read_table(spark, loc).where(
-            (F.col("metric") == F.lit("label_coverage")) & (F.col("granularity") == F.lit("day"))
+            (F.col("metric") == F.lit("label_coverage"))
+            & (F.col("granularity") == F.lit("day"))
+            & (F.col("window_start") >= F.lit(first))
+            & (F.col("window_start") < F.lit(end))
         )
         if config.input.models:
             stored = stored.where(

@@ -29,7 +29,7 @@ from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from clfeval.io.tables import TableLocation, _delta_table
+from clfeval.io.tables import TableLocation, _delta_table, error_mentions
 
 CDF_PROPERTY = "delta.enableChangeDataFeed"
 # Errors of reading a data file that no longer exists (VACUUM removed it).
@@ -38,8 +38,7 @@ MISSING_FILE_MARKERS = ("FILE_NOT_EXIST", "FileNotFoundException", "PATH_NOT_FOU
 
 def is_missing_file(exc: BaseException) -> bool:
     """True when reading changed rows failed because a data file is gone."""
-    text = f"{type(exc).__name__}: {exc}"
-    return any(marker in text for marker in MISSING_FILE_MARKERS)
+    return error_mentions(exc, MISSING_FILE_MARKERS)
 
 
 @dataclass(frozen=True)

@@ -174,10 +174,16 @@ def read_table(spark: SparkSession, loc: TableLocation, version: int | None = No
     return reader.load(loc.path)
 
 
+def error_mentions(exc: BaseException, markers: tuple[str, ...]) -> bool:
+    """Whether an error's class name or message holds one of ``markers`` (Spark and
+    Delta errors reach Python as captured exceptions carrying the JVM's text)."""
+    text = f"{type(exc).__name__}: {exc}"
+    return any(marker in text for marker in markers)
+
+
 def is_concurrent_modification(exc: BaseException) -> bool:
     """True for a Delta commit conflict with a concurrent writer (retryable)."""
-    text = f"{type(exc).__name__}: {exc}"
-    return any(marker in text for marker in CONCURRENT_MODIFICATION_MARKERS)
+    return error_mentions(exc, CONCURRENT_MODIFICATION_MARKERS)
 
 
 def table_id(spark: SparkSession, loc: TableLocation) -> str:
@@ -246,12 +252,16 @@ def replace_windows(
 ) -> int | None:
     """Atomically replace the rows of ``ranges`` (and models) with ``df``; returns the version."""
     # mergeSchema: columns added by a newer clfeval (NULL in older rows) join the table.
-    writer = df.write.format("delta").partitionBy(*PARTITION_COLUMNS).option("mergeSchema", "true")
-    if table_exists(spark, loc):
-        predicate = window_predicate(ranges, models)
-        writer = writer.mode("overwrite").option("replaceWhere", predicate)
-    else:
-        writer = writer.mode("append")
+    # Always replaceWhere, also for a table not created yet: deciding "append" from an
+    # earlier existence check would let a run that lost the race to create the table
+    # append a second copy of the windows another run just wrote.
+    writer = (
+        df.write.format("delta")
+        .partitionBy(*PARTITION_COLUMNS)
+        .option("mergeSchema", "true")
+        .mode("overwrite")
+        .option("replaceWhere", window_predicate(ranges, models))
+    )
     if loc.qualified_name is not None:
         writer.saveAsTable(loc.qualified_name)
     else:
