@@ -45,7 +45,9 @@ def bin_index_column(score: Column, layout: BinLayout) -> Column:
     n_grid = len(grid)
     if layout.transform == "logit":
         clipped = F.least(F.greatest(score, F.lit(_SMALLEST)), F.lit(_BELOW_ONE))
-        coordinate = F.log(clipped) - F.log1p(-clipped)
+        # One logarithm per row (the scan's hottest expression); the edge
+        # comparisons below absorb its last-bit difference from log(c) - log1p(-c).
+        coordinate = F.log(clipped / (F.lit(1.0) - clipped))
     else:
         coordinate = score
     raw = F.floor((coordinate - F.lit(layout.grid_start)) / F.lit(layout.grid_step)) + F.lit(1)
@@ -63,26 +65,41 @@ def scan_states(rows: DataFrame, config: Config, layout: BinLayout) -> DataFrame
 
     Output columns: DAY_KEYS, segment columns, reject_reason, bin, n_rows and
     STATE_SUMS. For rejected rows ``bin`` and the sums are NULL.
+
+    The per-row work is kept to what the state needs: a valid row has y in
+    {0, 1}, so n_pos = sum(y) and n_neg = n_rows - n_pos are computed per group
+    after the aggregation, and without a weight column w_pos = n_pos and
+    w_neg = n_neg (no weighted sums at all). Each group holds either valid rows
+    (reject_reason NULL, bin set) or rejected rows of one reason.
     """
     valid = F.col("reject_reason").isNull()
-    pos = F.col("y") == F.lit(1)
-    neg = F.col("y") == F.lit(0)
+    y = F.col("y")
     p = F.col("score")
     w = F.col("weight")
+    weighted = config.input.weight_column is not None
     clipped = F.least(F.greatest(p, F.lit(LOG_LOSS_EPS)), F.lit(1.0 - LOG_LOSS_EPS))
-    loss = F.when(pos, -F.log(clipped)).otherwise(-F.log1p(-clipped))
+    # -log of the probability given to the true class (log1p keeps 1 - p exact).
+    loss = F.when(y == F.lit(1), -F.log(clipped)).otherwise(-F.log1p(-clipped))
+    error = y - p
+    sums = [
+        F.count(F.lit(1)).alias("n_rows"),
+        F.sum(y).cast("long").alias("n_pos"),
+        F.sum((w * loss) if weighted else loss).alias("loss_sum"),
+        F.sum((w * error * error) if weighted else error * error).alias("sq_err_sum"),
+        F.sum((w * p) if weighted else p).alias("score_sum"),
+    ]
+    if weighted:
+        sums += [F.sum(w * y).alias("w_pos"), F.sum(F.when(y == F.lit(0), w)).alias("w_neg")]
     binned = rows.withColumn("bin", F.when(valid, bin_index_column(p, layout)))
     group = [*DAY_KEYS, *[segment_column_name(c) for c in config.finest_segments()]]
-    return binned.groupBy(*group, "reject_reason", "bin").agg(
-        F.count(F.lit(1)).alias("n_rows"),
-        F.sum(F.when(pos, 1).otherwise(0)).cast("long").alias("n_pos"),
-        F.sum(F.when(neg, 1).otherwise(0)).cast("long").alias("n_neg"),
-        F.sum(F.when(pos, w)).alias("w_pos"),
-        F.sum(F.when(neg, w)).alias("w_neg"),
-        F.sum(w * loss).alias("loss_sum"),
-        F.sum(w * (F.col("y") - p) * (F.col("y") - p)).alias("sq_err_sum"),
-        F.sum(w * p).alias("score_sum"),
-    )
+    counted = binned.groupBy(*group, "reject_reason", "bin").agg(*sums)
+    n_neg = F.when(F.col("bin").isNotNull(), F.col("n_rows") - F.col("n_pos"))
+    counted = counted.withColumn("n_neg", n_neg)
+    if not weighted:
+        counted = counted.withColumn("w_pos", F.col("n_pos").cast("double")).withColumn(
+            "w_neg", F.col("n_neg").cast("double")
+        )
+    return counted.select(*group, "reject_reason", "bin", "n_rows", *STATE_SUMS)
 
 
 MULTICLASS_KEYS = ("class_index", "true_index", "predicted", "true_rank")

@@ -8,7 +8,8 @@ reaches the driver.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from clfeval.core.binary import BinaryEvaluation, BinaryState, ThresholdPolicy, evaluate
+from clfeval.core.binary import BinaryEvaluation, BinaryState, Curve, ThresholdPolicy, evaluate
 from clfeval.core.bins import BinLayout
 from clfeval.core.multiclass import MulticlassEvaluation, MulticlassState, evaluate_multiclass
 
@@ -107,22 +108,27 @@ def state_from_pandas(pdf: pd.DataFrame, n_bins: int) -> BinaryState:
     return state
 
 
-def _frame(key: dict, rows: list[dict], schema: T.StructType) -> pd.DataFrame:
-    columns = [f.name for f in schema.fields]
-    if not rows:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
-    frame = pd.DataFrame([{**key, **r} for r in rows], columns=columns)
-    # pandas fills a key missing from every row with NaN (float64), which Arrow
-    # will not turn into strings; give every column the dtype of its Spark type.
-    for f in schema.fields:
-        if isinstance(f.dataType, T.DoubleType):
-            frame[f.name] = frame[f.name].astype("float64")
-        elif isinstance(f.dataType, T.LongType | T.IntegerType):
-            frame[f.name] = frame[f.name].astype("Int64")
-        elif isinstance(f.dataType, T.StringType):
-            column = frame[f.name].astype(object)
-            frame[f.name] = column.where(column.notna(), None)
-    return frame
+Columns = dict[str, Sequence[Any]]
+
+
+def _pandas_dtype(data_type: T.DataType) -> str:
+    if isinstance(data_type, T.DoubleType):
+        return "float64"
+    if isinstance(data_type, T.LongType | T.IntegerType):
+        return "Int64"  # nullable: NaN would not convert to a Spark long
+    return "object"  # strings, dates, booleans: None stays NULL
+
+
+_COMBINED_DTYPES: dict[str, str] = {}  # filled below, once COMBINED_SCHEMA exists
+
+
+def _rows_to_columns(rows: list[dict]) -> Columns:
+    names = {name for row in rows for name in row}
+    return {name: [row.get(name) for row in rows] for name in names}
+
+
+def _part_length(columns: Columns) -> int:
+    return max((len(v) for v in columns.values()), default=0)
 
 
 def metric_rows(result: BinaryEvaluation, state: BinaryState, class_label: str) -> list[dict]:
@@ -172,19 +178,24 @@ def confusion_rows(result: BinaryEvaluation, positive: str, negative: str) -> li
     return rows
 
 
-def curve_rows(result: BinaryEvaluation, class_label: str) -> list[dict]:
-    return [
-        {
-            "curve": curve.name,
-            "class_label": class_label,
-            "point": i,
-            "threshold": float(t),
-            "x": float(x),
-            "y": float(y),
-        }
-        for curve in result.curves
-        for i, (t, x, y) in enumerate(zip(curve.thresholds, curve.x, curve.y, strict=True))
-    ]
+def curve_columns(curves: Iterable[tuple[str | None, Curve]]) -> Columns:
+    """Columns of ``curves`` rows (one row per curve point), built as arrays: the
+    curves are most of a group's output rows."""
+    parts = [(label, c) for label, c in curves if len(c.x)]
+    if not parts:
+        return {}
+
+    def repeated(values: list[Any]) -> np.ndarray:
+        return np.repeat(np.array(values, dtype=object), [len(c.x) for _, c in parts])
+
+    return {
+        "curve": repeated([c.name for _, c in parts]),
+        "class_label": repeated([label for label, _ in parts]),
+        "point": np.concatenate([np.arange(len(c.x)) for _, c in parts]),
+        "threshold": np.concatenate([np.asarray(c.thresholds, dtype=float) for _, c in parts]),
+        "x": np.concatenate([np.asarray(c.x, dtype=float) for _, c in parts]),
+        "y": np.concatenate([np.asarray(c.y, dtype=float) for _, c in parts]),
+    }
 
 
 TABLE_SCHEMAS = {
@@ -206,37 +217,64 @@ def _combined_schema() -> T.StructType:
 
 
 COMBINED_SCHEMA = _combined_schema()
+_COMBINED_DTYPES.update({f.name: _pandas_dtype(f.dataType) for f in COMBINED_SCHEMA.fields})
 
 
 BELOW_MIN_SLICE_SIZE = "below_min_slice_size"
 _SUPPRESSED = ("value", "ci_lower", "ci_upper", "bound_lower", "bound_upper")
 
 
-def suppress_small_slice(rows_by_table: dict[str, list[dict]], min_size: int) -> None:
+def suppress_small_slice(metrics: list[dict], min_size: int) -> None:
     """A slice below ``slices.min_slice_size`` rows keeps its counts (confusion
-    matrices, n_rows) but its metric values are NULL, its curves dropped, and a
-    ``below_min_slice_size`` metric row (value = the minimum) flags it."""
-    metrics = rows_by_table["metrics"]
+    matrices, n_rows) but its metric values are NULL, its curves dropped (by the
+    caller), and a ``below_min_slice_size`` metric row (value = the minimum) flags it."""
     for row in metrics:
         for name in (*_SUPPRESSED, "numerator", "denominator"):
             row[name] = None
     flag = {**metrics[0], "metric": BELOW_MIN_SLICE_SIZE, "class_label": None, "threshold": None}
     metrics.append({**flag, "value": float(min_size)})
-    rows_by_table["curves"] = []
 
 
 def _combined_frame(
-    key: tuple, rows_by_table: dict[str, list[dict]], n_rows: int, min_size: int
+    key: tuple,
+    metrics: list[dict],
+    confusions: list[dict],
+    curves: Columns,
+    n_rows: int,
+    min_size: int,
 ) -> pd.DataFrame:
+    """One group's rows of the three tables as one pandas frame of COMBINED_SCHEMA,
+    assembled column by column (a frame built from per-row dicts costs more than
+    the evaluation itself)."""
     keys = dict(zip(KEY_COLUMNS, key, strict=True))
-    if keys["slice_key"] != "" and n_rows < min_size and rows_by_table["metrics"]:
-        suppress_small_slice(rows_by_table, min_size)
-    rows = [
-        {**keys, "output_table": table, **row}
-        for table, rows in rows_by_table.items()
-        for row in rows
-    ]
-    return _frame({}, rows, COMBINED_SCHEMA)
+    if keys["slice_key"] != "" and n_rows < min_size and metrics:
+        suppress_small_slice(metrics, min_size)
+        curves = {}
+    parts = {
+        "metrics": _rows_to_columns(metrics),
+        "confusion_matrices": _rows_to_columns(confusions),
+        "curves": curves,
+    }
+    lengths = {name: _part_length(columns) for name, columns in parts.items()}
+    total = sum(lengths.values())
+    data: dict[str, Any] = {}
+    for name, dtype in _COMBINED_DTYPES.items():
+        kind = float if dtype == "float64" else object
+        if name in keys:
+            values = np.full(total, keys[name], dtype=object)
+        elif name == "output_table":
+            values = np.repeat(np.array(list(lengths), dtype=object), list(lengths.values()))
+        else:
+            values = np.concatenate(
+                [
+                    np.asarray(columns[name], dtype=kind)
+                    if name in columns
+                    else np.full(lengths[table], None, dtype=kind)
+                    for table, columns in parts.items()
+                ]
+            )
+        data[name] = pd.array(values, dtype="Int64") if dtype == "Int64" else values
+    return pd.DataFrame(data)
 
 
 def split_tables(combined: DataFrame) -> dict[str, DataFrame]:
@@ -274,11 +312,9 @@ def derive_tables(
         result = evaluate(state, layout, thresholds, beta, confidence, policy, calibration_bins)
         return _combined_frame(
             key,
-            {
-                "metrics": metric_rows(result, state, positive_label),
-                "confusion_matrices": confusion_rows(result, positive_label, negative_label),
-                "curves": curve_rows(result, positive_label),
-            },
+            metric_rows(result, state, positive_label),
+            confusion_rows(result, positive_label, negative_label),
+            curve_columns((positive_label, c) for c in result.curves),
             state.n_rows,
             min_slice_size,
         )
@@ -315,7 +351,8 @@ def multiclass_state_from_pandas(
 
 def _multiclass_rows(
     result: MulticlassEvaluation, state: MulticlassState, classes: tuple[str, ...]
-) -> dict[str, list[dict]]:
+) -> tuple[list[dict], list[dict]]:
+    """Rows of ``metrics`` and ``confusion_matrices`` of one multiclass group."""
     support = state.confusion_n.sum(axis=1)
     total = state.n_rows
 
@@ -357,19 +394,7 @@ def _multiclass_rows(
         for i, actual in enumerate(classes)
         for j, predicted in enumerate(classes)
     ]
-    curves = [
-        {
-            "curve": curve.name,
-            "class_label": label,
-            "point": i,
-            "threshold": float(t),
-            "x": float(x),
-            "y": float(y),
-        }
-        for label, curve in result.curves
-        for i, (t, x, y) in enumerate(zip(curve.thresholds, curve.x, curve.y, strict=True))
-    ]
-    return {"metrics": metrics, "confusion_matrices": confusion, "curves": curves}
+    return metrics, confusion
 
 
 def derive_multiclass_tables(
@@ -386,7 +411,8 @@ def derive_multiclass_tables(
     def run(key: tuple, pdf: pd.DataFrame) -> pd.DataFrame:
         state = multiclass_state_from_pandas(pdf, classes, layout.n_bins)
         result = evaluate_multiclass(state, classes, layout, top_k, confidence, calibration_bins)
-        rows = _multiclass_rows(result, state, classes)
-        return _combined_frame(key, rows, state.n_rows, min_slice_size)
+        metrics, confusions = _multiclass_rows(result, state, classes)
+        curves = curve_columns(result.curves)
+        return _combined_frame(key, metrics, confusions, curves, state.n_rows, min_slice_size)
 
     return histograms.groupBy(*KEY_COLUMNS).applyInPandas(run, schema=COMBINED_SCHEMA)
