@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -51,15 +52,17 @@ KEYS = {
 }
 
 # (console phase that triggers the kill, seconds to wait after it). The suite
-# runs four points; CLFEVAL_ALL_KILL_POINTS=1 adds the other two.
+# runs four points; CLFEVAL_ALL_KILL_POINTS=1 adds the other two. metrics,
+# confusion_matrices and curves are written in parallel (one phase line).
+DERIVED_PHASE = "writing metrics, confusion_matrices, curves"
 KILL_POINTS = [
     ("writing score_histograms", 1.0),
     ("writing rollups", 0.5),
-    ("writing metrics", 0.0),
-    ("writing curves", 1.0),
+    (DERIVED_PHASE, 0.0),
+    (DERIVED_PHASE, 1.0),
 ]
 if os.environ.get("CLFEVAL_ALL_KILL_POINTS") == "1":
-    KILL_POINTS += [("scanning input", 0.0), ("writing confusion_matrices", 0.5)]
+    KILL_POINTS += [("scanning input", 0.0), (DERIVED_PHASE, 0.5)]
 
 
 def write_config(folder: Path, predictions: Path, output: Path) -> Path:
@@ -149,7 +152,7 @@ def kill_job_at(config_path: Path, phase: str, delay: float) -> list[str]:
 @pytest.mark.parametrize(("phase", "delay"), KILL_POINTS)
 def test_sigkill_then_rerun_equals_clean_run(spark, committed, phase, delay) -> None:
     tmp, predictions, _, clean = committed
-    name = "killed_" + phase.replace(" ", "_") + f"_{delay}".replace(".", "_")
+    name = "killed_" + re.sub(r"\W+", "_", f"{phase} {delay}")
     output = tmp / name
     shutil.copytree(tmp / "before", output)
     config_path = write_config(tmp, predictions, output)

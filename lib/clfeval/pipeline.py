@@ -27,6 +27,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from functools import reduce
 from typing import TypeVar
@@ -437,12 +438,6 @@ def _run(
         )
 
     _retrying(config, phase, "writing the windows", write_windows)
-    phase("summarizing")
-    stored = _stored_histograms(spark, config, day_ranges)
-    if config.is_multiclass:
-        result.summary = summarize_multiclass(stored, config)
-    else:
-        result.summary = summarize(stored, config)
 
 
 def _write_windows(
@@ -505,20 +500,29 @@ def _write_windows(
             config.slices.min_slice_size,
         )
     # Evaluated once per group, kept in memory (small: rows per group, not per input
-    # row) while the three tables are written from it.
+    # row) and materialized before the three tables are written from it.
     derived = derived.persist()
     try:
+        derived.count()
+        writes: dict[str, Callable[[], object]] = {}
         for name, df in derive.split_tables(derived).items():
             if name == "metrics" and extra_metrics:
                 fields = [f.name for f in derive.METRICS_SCHEMA.fields]
                 rows = [tuple(r.get(f) for f in fields) for r in extra_metrics]
                 df = df.unionByName(spark.createDataFrame(rows, derive.METRICS_SCHEMA))
-            phase(f"writing {name}")
-            result.output_versions[name] = tables.replace_windows(
-                spark, df, tables.output_location(config, name), ranges, models
+            loc = tables.output_location(config, name)
+            writes[name] = lambda df=df, loc=loc: tables.replace_windows(
+                spark, df, loc, ranges, models
             )
+        summarize_run = summarize_multiclass if config.is_multiclass else summarize
+        day_states = _stored_histograms(spark, config, day_ranges, read_version)
+        writes["summary"] = lambda: summarize_run(day_states, config)
+        phase(f"writing {', '.join(n for n in writes if n != 'summary')} (in parallel)")
+        done = _in_parallel(writes)
     finally:
         derived.unpersist()
+    result.summary = done.pop("summary")
+    result.output_versions.update(done)
     if config.output.drift:
         phase("writing metric_changes (change against the previous window and the baseline)")
         metrics = tables.read_table(spark, tables.output_location(config, "metrics"))
@@ -545,6 +549,20 @@ def _write_windows(
     latest = tables.table_version(spark, histograms_loc)
     if latest != read_version and not _same_histograms(spark, config, ranges, read_version, latest):
         raise _StaleReadError()
+
+
+def _in_parallel(actions: dict[str, Callable[[], T]]) -> dict[str, T]:
+    """Run independent actions (Delta commits to different tables, a summary) on
+    threads: most of a small table's write is driver-side latency (log listing,
+    commit), which overlaps. Waits for every action before raising the first
+    error, so no write outlives a failed attempt."""
+    with ThreadPoolExecutor(max_workers=len(actions)) as pool:
+        futures = {name: pool.submit(action) for name, action in actions.items()}
+        wait(futures.values())
+    for future in futures.values():
+        if future.exception() is not None:
+            raise future.exception()  # type: ignore[misc]
+    return {name: future.result() for name, future in futures.items()}
 
 
 def _same_histograms(
