@@ -43,7 +43,7 @@ from clfeval.core.binary import BinaryState, evaluate
 from clfeval.core.multiclass import evaluate_multiclass
 from clfeval.core.windows import WindowRange
 from clfeval.errors import ConcurrentRunError, ConfigError, ContractError, RejectLimitError
-from clfeval.io import delta_log, tables
+from clfeval.io import delta_log, session, tables
 from clfeval.spark import aggregate, contract, derive
 from clfeval.spark import changes as spark_changes
 
@@ -232,9 +232,21 @@ def run_evaluation(
     day. Otherwise incremental: the days whose input (predictions or labels)
     changed since the last successful incremental/full run of this config.
     """
-    phase = _Phases(log)
     if start is not None and end is not None and start > end:
         raise ConfigError([f"--start-date {start} is after --end-date {end}"])
+    with session.run_settings(spark):
+        return _evaluate(spark, config, start, end, log, full)
+
+
+def _evaluate(
+    spark: SparkSession,
+    config: Config,
+    start: dt.date | None,
+    end: dt.date | None,
+    log: Log,
+    full: bool,
+) -> RunResult:
+    phase = _Phases(log)
     spark.conf.set("spark.sql.session.timeZone", config.run.timezone)
     layout = config.layout()
     phase(f"checking input {tables.input_location(config)}")
@@ -503,6 +515,7 @@ def _write_windows(
     # row) and materialized before the three tables are written from it.
     derived = derived.persist()
     try:
+        phase(f"deriving metrics, confusion matrices and curves of {len(ranges)} window range(s)")
         derived.count()
         writes: dict[str, Callable[[], object]] = {}
         for name, df in derive.split_tables(derived).items():
