@@ -125,10 +125,6 @@ class RunConfig:
     initial_lookback_days: int = 0
     # Attempts of a write phase that lost a race with a concurrent run.
     max_attempts: int = 4
-    # Stored histogram rows up to which metrics, confusion matrices and curves are
-    # derived in the driver process (no shuffle, no Python workers); larger runs
-    # derive on the executors. 0: always on the executors.
-    driver_derive_max_rows: int = 300_000
 
 
 @dataclass(frozen=True)
@@ -570,11 +566,6 @@ def _semantic_problems(c: Config) -> list[str]:
         p.append(f"run.initial_lookback_days: {r.initial_lookback_days} must be >= 0 (0: all days)")
     if not 1 <= r.max_attempts <= 20:
         p.append(f"run.max_attempts: {r.max_attempts} must be between 1 and 20")
-    if not 0 <= r.driver_derive_max_rows <= 5_000_000:
-        p.append(
-            f"run.driver_derive_max_rows: {r.driver_derive_max_rows} must be between 0 and "
-            "5000000 (0: always derive on the executors)"
-        )
     if not 0.0 <= r.max_reject_fraction <= 1.0:
         p.append(f"run.max_reject_fraction: {r.max_reject_fraction} must lie in [0, 1]")
     try:

@@ -10,9 +10,8 @@ quarantine) -> write the daily
 ``score_histograms`` -> sum stored days into the rollup windows that contain
 them (week, month, rolling) -> derive ``metrics``, ``confusion_matrices`` and
 ``curves`` for every written window from the stored histograms (plus label
-coverage) and write the three tables in parallel, beside the console summary ->
-optional ``metric_changes`` (drift) and ``alerts`` -> record the run as
-'succeeded' with input versions, windows and output versions.
+coverage) -> optional ``metric_changes`` (drift) and ``alerts`` -> record the
+run as 'succeeded' with input versions, windows and output versions.
 
 Every table write is one Delta commit. A write that loses a race with a
 concurrent run (Delta's conflict exceptions, or score_histograms changed
@@ -498,7 +497,6 @@ def _write_windows(
             config.metrics.confidence_level,
             config.metrics.calibration_bins,
             config.slices.min_slice_size,
-            config.run.driver_derive_max_rows,
         )
     else:
         derived = derive.derive_tables(
@@ -512,7 +510,6 @@ def _write_windows(
             config.threshold_policy(),
             config.metrics.calibration_bins,
             config.slices.min_slice_size,
-            config.run.driver_derive_max_rows,
         )
     # Evaluated once per group, kept in memory (small: rows per group, not per input
     # row) and materialized before the three tables are written from it.

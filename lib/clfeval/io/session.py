@@ -88,11 +88,8 @@ def build_session(
 # Delta's version checksum file (_delta_log/N.crc) is optional in the protocol;
 # writing it after each of a run's commits costs a state reconstruction that
 # took ~0.4 s per commit here, more than writing the small output itself.
-# Arrow moves the small states and derived rows between the JVM and pandas
-# (toPandas, createDataFrame) column by column instead of row by row.
 RUN_CONF = {
     "spark.databricks.delta.writeChecksumFile.enabled": "false",
-    "spark.sql.execution.arrow.pyspark.enabled": "true",
 }
 
 

@@ -1,17 +1,14 @@
 """Derive metrics, confusion matrices and curves from stored histograms.
 
-The math is ``core.binary`` / ``core.multiclass``, run once per group
-(model, version, slice, window) on that group's histogram rows. Where: for a
-run whose stored states are small (``run.driver_derive_max_rows``) in the
-driver process, which saves a shuffle and the Python workers' start-up;
-otherwise where the states are: ``groupBy(keys).applyInPandas`` hands each
-group's bins (at most a few thousand rows) to one Python worker. Either way
-nothing proportional to input rows ever reaches the driver.
+The math is ``core.binary``; this module only runs it where the states are:
+``groupBy(keys).applyInPandas`` hands each group's bins (at most a few
+thousand rows) to one Python worker. Nothing proportional to input rows ever
+reaches the driver.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -301,12 +298,11 @@ def derive_tables(
     policy: ThresholdPolicy | None = None,
     calibration_bins: int = 10,
     min_slice_size: int = 0,
-    driver_max_rows: int = 0,
 ) -> DataFrame:
     """Rows of ``metrics``, ``confusion_matrices`` and ``curves`` in one frame.
 
-    Each group is evaluated once (see ``per_group``); persist the result and
-    take the tables apart with ``split_tables``.
+    Each group is evaluated once (one ``applyInPandas``); persist the result
+    and take the tables apart with ``split_tables``.
     """
     thresholds = tuple(thresholds)
     policy = policy or ThresholdPolicy()
@@ -323,32 +319,7 @@ def derive_tables(
             min_slice_size,
         )
 
-    return per_group(histograms, run, driver_max_rows)
-
-
-GroupFunction = Callable[[tuple, pd.DataFrame], pd.DataFrame]
-
-
-def per_group(histograms: DataFrame, run: GroupFunction, driver_max_rows: int) -> DataFrame:
-    """``run(key, rows)`` on every group of KEY_COLUMNS, as a COMBINED_SCHEMA frame.
-
-    Up to ``driver_max_rows`` histogram rows the groups are evaluated in the driver
-    (one count, one Arrow transfer, no shuffle); beyond, on the executors. Both
-    call the same ``run`` on the same rows of each group.
-    """
-    if driver_max_rows > 0 and histograms.count() <= driver_max_rows:
-        local = histograms.toPandas()
-        frames = [
-            run(key, rows)
-            for key, rows in local.groupby(list(KEY_COLUMNS), sort=False, dropna=False)
-        ]
-        combined = pd.concat(frames, ignore_index=True) if frames else _empty_combined()
-        return histograms.sparkSession.createDataFrame(combined, schema=COMBINED_SCHEMA)
     return histograms.groupBy(*KEY_COLUMNS).applyInPandas(run, schema=COMBINED_SCHEMA)
-
-
-def _empty_combined() -> pd.DataFrame:
-    return pd.DataFrame({name: pd.Series(dtype=d) for name, d in _COMBINED_DTYPES.items()})
 
 
 def multiclass_state_from_pandas(
@@ -434,7 +405,6 @@ def derive_multiclass_tables(
     confidence: float = 0.95,
     calibration_bins: int = 10,
     min_slice_size: int = 0,
-    driver_max_rows: int = 0,
 ) -> DataFrame:
     """Multiclass rows of the three tables in one frame (see ``derive_tables``)."""
 
@@ -445,4 +415,4 @@ def derive_multiclass_tables(
         curves = curve_columns(result.curves)
         return _combined_frame(key, metrics, confusions, curves, state.n_rows, min_slice_size)
 
-    return per_group(histograms, run, driver_max_rows)
+    return histograms.groupBy(*KEY_COLUMNS).applyInPandas(run, schema=COMBINED_SCHEMA)
