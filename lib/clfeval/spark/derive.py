@@ -111,17 +111,6 @@ def state_from_pandas(pdf: pd.DataFrame, n_bins: int) -> BinaryState:
 Columns = dict[str, Sequence[Any]]
 
 
-def _pandas_dtype(data_type: T.DataType) -> str:
-    if isinstance(data_type, T.DoubleType):
-        return "float64"
-    if isinstance(data_type, T.LongType | T.IntegerType):
-        return "Int64"  # nullable: NaN would not convert to a Spark long
-    return "object"  # strings, dates, booleans: None stays NULL
-
-
-_COMBINED_DTYPES: dict[str, str] = {}  # filled below, once COMBINED_SCHEMA exists
-
-
 def _rows_to_columns(rows: list[dict]) -> Columns:
     names = {name for row in rows for name in row}
     return {name: [row.get(name) for row in rows] for name in names}
@@ -217,7 +206,17 @@ def _combined_schema() -> T.StructType:
 
 
 COMBINED_SCHEMA = _combined_schema()
-_COMBINED_DTYPES.update({f.name: _pandas_dtype(f.dataType) for f in COMBINED_SCHEMA.fields})
+
+
+def _pandas_dtype(data_type: T.DataType) -> str:
+    if isinstance(data_type, T.DoubleType):
+        return "float64"
+    if isinstance(data_type, T.LongType | T.IntegerType):
+        return "Int64"  # nullable: NaN would not convert to a Spark long
+    return "object"  # strings, dates, booleans: None stays NULL
+
+
+_COMBINED_DTYPES = {f.name: _pandas_dtype(f.dataType) for f in COMBINED_SCHEMA.fields}
 
 
 BELOW_MIN_SLICE_SIZE = "below_min_slice_size"
