@@ -27,6 +27,7 @@ from sklearn import metrics as skm
 from clfeval.config import parse_config
 from clfeval.core.windows import affected
 from clfeval.io import tables
+from clfeval.io.session import run_settings
 from clfeval.pipeline import run_evaluation
 from clfeval.spark.demo_data import demo_predictions
 
@@ -229,12 +230,8 @@ def test_vacuumed_history_falls_back_to_the_look_back(spark, tmp_path) -> None:
     run_evaluation(spark, config, log=lambda _: None)
     table = DeltaTable.forPath(spark, str(tmp_path / "predictions"))
     table.update(condition=F.col("id") % 7 == 0, set={"label": F.lit(1) - F.col("label")})
-    check = "spark.databricks.delta.retentionDurationCheck.enabled"
-    spark.conf.set(check, "false")
-    try:
+    with run_settings(spark, {"spark.databricks.delta.retentionDurationCheck.enabled": "false"}):
         table.vacuum(0.0)
-    finally:
-        spark.conf.set(check, "true")
     lines: list[str] = []
     result = run_evaluation(spark, config, log=lines.append)
     assert result.mode == "initial", lines

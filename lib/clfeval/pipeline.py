@@ -27,7 +27,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import reduce
 from typing import TypeVar
@@ -571,10 +571,7 @@ def _in_parallel(actions: dict[str, Callable[[], T]]) -> dict[str, T]:
     error, so no write outlives a failed attempt."""
     with ThreadPoolExecutor(max_workers=len(actions)) as pool:
         futures = {name: pool.submit(action) for name, action in actions.items()}
-        wait(futures.values())
-    for future in futures.values():
-        if future.exception() is not None:
-            raise future.exception()  # type: ignore[misc]
+    # Leaving the pool waited for every action; result() re-raises an action's error.
     return {name: future.result() for name, future in futures.items()}
 
 
