@@ -1,6 +1,8 @@
 # clfeval developer commands. Every target creates what it needs from scratch:
 # the virtualenv from PyPI, Delta's jars from Maven Central (via delta-spark's
-# configure_spark_with_delta_pip, cached by Ivy under ~/.ivy2.5.2).
+# configure_spark_with_delta_pip, cached by Ivy under ~/.ivy2.5.2), and
+# clfeval's JVM aggregate (jvm/, compiled by the JDK's javac against the jars of
+# the pinned pyspark, so it always matches the Spark it runs in).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -10,7 +12,10 @@ DEMO_ROWS ?= 1000000
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: demo test lint format bench dist clean browser
+JVM_SOURCES := $(wildcard jvm/src/main/java/io/clfeval/*.java)
+JAR := lib/clfeval/jars/clfeval-aggregators.jar
+
+.PHONY: demo test lint format bench dist clean browser jar
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +23,17 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+## jar: clfeval's JVM aggregate (lib/clfeval/jars/clfeval-aggregators.jar)
+jar: $(JAR)
+$(JAR): $(STAMP) $(JVM_SOURCES)
+	rm -rf build/jvm && mkdir -p build/jvm $(dir $(JAR))
+	javac --release 17 -Xlint:all,-path -Werror -d build/jvm \
+		-cp "$$($(PY) -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')/jars/*" \
+		$(JVM_SOURCES)
+	jar cf $@ -C build/jvm .
+
 ## demo: generate a demo predictions table, evaluate it, print a summary
-demo: $(STAMP)
+demo: $(STAMP) $(JAR)
 	$(PY) jobs/generate_demo.py --output $(DEMO_DIR)/predictions --rows $(DEMO_ROWS) \
 		--multiclass-output $(DEMO_DIR)/predictions_multiclass
 	$(PY) jobs/evaluate.py --config conf/demo.toml --set output.path=$(DEMO_DIR)/metrics \
@@ -33,19 +47,20 @@ browser:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
 ## test: the whole test suite (CI runs exactly this)
-test: $(STAMP) browser
+test: $(STAMP) $(JAR) browser
 	$(VENV)/bin/ruff check lib jobs tests benchmarks
 	$(VENV)/bin/ruff format --check lib jobs tests benchmarks
 	$(PY) -m pytest -q tests
 
 ## bench: clfeval vs scan floor vs MLlib vs scikit-learn (20M rows; not part of `make test`)
 BENCH_ARGS ?= --rows 20000000 --reps 3
-bench: $(STAMP)
+bench: $(STAMP) $(JAR)
 	$(PY) benchmarks/bench.py $(BENCH_ARGS)
 
 ## dist: a wheel of clfeval and a zip of the package for spark-submit --py-files
-dist: $(STAMP)
+dist: $(STAMP) $(JAR)
 	rm -rf dist && mkdir -p dist
+	cp $(JAR) dist/
 	$(PY) -m pip wheel --quiet --no-deps --wheel-dir dist .
 	$(PY) -m zipfile -c dist/clfeval.zip lib/clfeval
 	@ls -l dist
@@ -59,4 +74,4 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix lib jobs tests benchmarks
 
 clean:
-	rm -rf $(DEMO_DIR) dist build spark-warehouse metastore_db derby.log
+	rm -rf $(DEMO_DIR) dist build $(JAR) spark-warehouse metastore_db derby.log

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 from clfeval.io import tables
-from clfeval.io.session import DELTA_CONF, DELTA_PACKAGE
+from clfeval.io.session import AGGREGATORS_JAR, DELTA_CONF, DELTA_PACKAGE
 from clfeval.pipeline import run_evaluation
 from clfeval.spark.demo_data import demo_predictions
 
@@ -149,6 +149,8 @@ def test_cluster_run_equals_local_run(spark, cluster, tmp_path) -> None:
         "spark.executor.memory=768m",
         "--conf",
         "spark.sql.shuffle.partitions=4",
+        "--jars",
+        str(AGGREGATORS_JAR),
         "--py-files",
         str(package_zip(tmp_path)),
         str(ROOT / "jobs" / "evaluate.py"),
@@ -163,6 +165,8 @@ def test_cluster_run_equals_local_run(spark, cluster, tmp_path) -> None:
     cluster_seconds = time.monotonic() - started
     assert done.returncode == 0, done.stderr[-5000:]
     assert "succeeded" in done.stdout
+    # Executors in their own JVMs ran the JVM aggregate shipped with --jars.
+    assert "clfeval's JVM aggregate" in done.stdout, done.stdout
 
     from clfeval.config import load_config
 

@@ -282,7 +282,33 @@ def test_plan_has_one_input_scan_and_one_exchange(spark, demo) -> None:
     tmp, config, _ = demo
     layout = config.layout()
     raw = spark.read.format("delta").load(f"{tmp}/predictions")
-    states = aggregate.scan_states(contract.normalize(raw, config), config, layout)
-    plan = states._jdf.queryExecution().executedPlan().toString()
-    assert plan.count("Scan parquet") == 1, plan  # also matches "FileScan parquet"
-    assert plan.count("Exchange") == 1, plan
+    rows = contract.normalize(raw, config)
+    for function in (None, aggregate.register_jvm_states(spark, layout)):
+        states = aggregate.scan_states(rows, config, layout, function)
+        plan = states._jdf.queryExecution().executedPlan().toString()
+        assert plan.count("Scan parquet") == 1, plan  # also matches "FileScan parquet"
+        assert plan.count("Exchange") == 1, plan
+    assert function is not None and "ObjectHashAggregate" in plan, plan
+
+
+def test_sql_aggregation_fallback_writes_the_same_tables(
+    spark, demo, tmp_path, monkeypatch
+) -> None:
+    """Without the JVM aggregate (jar not built or not passed to spark-submit) the
+    run falls back to Spark SQL's aggregation: the same tables (floats rtol 1e-9)."""
+    from clfeval.spark import aggregate
+
+    tmp, config, _ = demo
+    fallback = demo_config(tmp, output={"path": str(tmp_path / "sql")})
+    monkeypatch.setattr(aggregate, "register_jvm_states", lambda spark, layout: None)
+    lines: list[str] = []
+    run_evaluation(spark, fallback, log=lines.append)
+    assert any("Spark SQL (JVM aggregate not found)" in line for line in lines), lines
+    for name in ("score_histograms", "metrics", "confusion_matrices", "curves"):
+        a = read(spark, config, name)
+        b = read(spark, fallback, name)
+        assert len(a) == len(b) > 0, name
+        keys = [c for c in a.columns if a[c].dtype == object or c in ("bin", "point", "threshold")]
+        a = a.sort_values(keys).reset_index(drop=True)
+        b = b.sort_values(keys).reset_index(drop=True)
+        pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-9, atol=1e-12)

@@ -375,8 +375,10 @@ def _run(
         states = aggregate.scan_multiclass_states(rows, config, layout).persist()
     else:
         rows = contract.normalize(selected, config)
-        phase(f"scanning input: one aggregation to {layout.n_bins} score bins per group")
-        states = aggregate.scan_states(rows, config, layout).persist()
+        jvm_function = aggregate.register_jvm_states(spark, layout)
+        how = "clfeval's JVM aggregate" if jvm_function else "Spark SQL (JVM aggregate not found)"
+        phase(f"scanning input: one aggregation to {layout.n_bins} score bins per group ({how})")
+        states = aggregate.scan_states(rows, config, layout, jvm_function).persist()
     try:
         per_day = aggregate.reject_counts(states).collect()
         result.rows_read = sum(int(r["n_rows"]) for r in per_day)

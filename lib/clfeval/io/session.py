@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 
@@ -27,6 +28,10 @@ def _delta_package() -> str:
 
 
 DELTA_PACKAGE = _delta_package()
+
+# clfeval's JVM aggregate (jvm/ in the repository; `make jar` builds it against
+# the installed pyspark's jars). Optional: without it the scan runs in Spark SQL.
+AGGREGATORS_JAR = Path(__file__).resolve().parents[1] / "jars" / "clfeval-aggregators.jar"
 
 DELTA_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
@@ -77,6 +82,9 @@ def build_session(
         "spark.ui.showConsoleProgress": "true",
         **(extra_conf or {}),
     }
+    if AGGREGATORS_JAR.is_file():
+        # spark.jars reaches the driver and every executor (local or cluster).
+        conf["spark.jars"] = ",".join(filter(None, [conf.get("spark.jars"), str(AGGREGATORS_JAR)]))
     for key, value in conf.items():
         builder = builder.config(key, value)
     spark = configure_spark_with_delta_pip(builder).getOrCreate()
@@ -88,8 +96,13 @@ def build_session(
 # Delta's version checksum file (_delta_log/N.crc) is optional in the protocol;
 # writing it after each of a run's commits costs a state reconstruction that
 # took ~0.4 s per commit here, more than writing the small output itself.
+# The JVM aggregate keeps one buffer of ~56 bytes x bins per group; Spark's
+# object hash aggregation switches to sorting after 128 groups per task by
+# default, which the scan's (version x day x segment) groups exceed. 1024 groups
+# of 1,000 bins are ~57 MB per task; past that it still sorts, correctly.
 RUN_CONF = {
     "spark.databricks.delta.writeChecksumFile.enabled": "false",
+    "spark.sql.objectHashAggregate.sortBased.fallbackThreshold": "1024",
 }
 
 

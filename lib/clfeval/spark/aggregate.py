@@ -13,9 +13,10 @@ Shape of the computation (DESIGN.md §3):
 
 from __future__ import annotations
 
+import re
 from functools import reduce
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from clfeval.config import Config
@@ -60,11 +61,89 @@ def bin_index_column(score: Column, layout: BinLayout) -> Column:
     return reduce(lambda a, b: a + b, extras, grid_count) - F.lit(1)
 
 
-def scan_states(rows: DataFrame, config: Config, layout: BinLayout) -> DataFrame:
+JVM_STATES_CLASS = "io.clfeval.BinnedStates"
+
+
+def register_jvm_states(spark: SparkSession, layout: BinLayout) -> str | None:
+    """Register clfeval's JVM aggregate (``jvm/``, built into
+    ``clfeval/jars/clfeval-aggregators.jar``) for ``layout``; return its function
+    name, or None when the class is not on the driver's classpath (the jar was
+    not built or not passed with ``--jars``, or a Spark Connect session): the
+    scan then runs as Spark SQL's hash aggregation, same results, slower.
+    """
+    jvm = getattr(spark, "_jvm", None)
+    if jvm is None:
+        return None
+    try:
+        loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()
+        jvm.java.lang.Class.forName(JVM_STATES_CLASS, True, loader)
+    except Exception:  # py4j reports the missing class as a Py4JJavaError
+        return None
+    # One function per layout; call_function parses the name as an identifier.
+    name = "clfeval_binned_states_" + re.sub(r"\W", "_", layout.layout_id)
+    # repr() of a float parses back to the same double in Java (both round correctly).
+    edges = ",".join(repr(float(x)) for x in layout.edges)
+    jvm.io.clfeval.BinnedStates.register(spark._jsparkSession, name, edges, LOG_LOSS_EPS)
+    return name
+
+
+_JVM_BIN_FIELDS = (
+    "bin",
+    "n_rows",
+    "n_pos",
+    "loss_sum",
+    "sq_err_sum",
+    "score_sum",
+    "w_pos",
+    "w_neg",
+)
+
+
+def _scan_states_jvm(rows: DataFrame, group: list[str], weighted: bool, function: str) -> DataFrame:
+    """``scan_states`` through the JVM aggregate ``function``: grouped by the
+    group keys and reject reason only, one array slot per bin inside the
+    aggregate, then one output row per non-empty bin (rejected groups: one row,
+    NULL bin, their row count)."""
+    valid = F.col("reject_reason").isNull()
+    weight = F.col("weight") if weighted else F.lit(1.0)
+    grouped = rows.groupBy(*group, "reject_reason").agg(
+        F.count(F.lit(1)).alias("group_rows"),
+        F.call_function(
+            function,
+            F.when(valid, F.col("score")),
+            F.col("y").cast("int"),
+            weight.cast("double"),
+        ).alias("bins"),
+    )
+    zipped = F.arrays_zip(*[F.col(f"bins.{c}").alias(c) for c in _JVM_BIN_FIELDS])
+    items = grouped.select(
+        *group, "reject_reason", "group_rows", F.explode_outer(zipped).alias("i")
+    )
+    has_bin = F.col("i.bin").isNotNull()
+    return items.select(
+        *group,
+        "reject_reason",
+        F.col("i.bin").alias("bin"),
+        F.coalesce(F.col("i.n_rows"), F.col("group_rows")).alias("n_rows"),
+        F.col("i.n_pos").alias("n_pos"),
+        F.when(has_bin, F.col("i.n_rows") - F.col("i.n_pos")).alias("n_neg"),
+        *[F.col(f"i.{c}").alias(c) for c in ("w_pos", "w_neg", "loss_sum", "sq_err_sum")],
+        F.col("i.score_sum").alias("score_sum"),
+    )
+
+
+def scan_states(
+    rows: DataFrame, config: Config, layout: BinLayout, jvm_function: str | None = None
+) -> DataFrame:
     """The single aggregation over normalized rows (see ``contract.normalize``).
 
     Output columns: DAY_KEYS, segment columns, reject_reason, bin, n_rows and
     STATE_SUMS. For rejected rows ``bin`` and the sums are NULL.
+
+    With ``jvm_function`` (from ``register_jvm_states``) the aggregation is the
+    JVM aggregate, keyed by group; without, Spark SQL's hash aggregation keyed
+    by (group, bin) with ``bin_index_column``. Both give the same states (float
+    sums up to their order of addition).
 
     The per-row work is kept to what the state needs: a valid row has y in
     {0, 1}, so n_pos = sum(y) and n_neg = n_rows - n_pos are computed per group
@@ -78,8 +157,9 @@ def scan_states(rows: DataFrame, config: Config, layout: BinLayout) -> DataFrame
     w = F.col("weight")
     weighted = config.input.weight_column is not None
     clipped = F.least(F.greatest(p, F.lit(LOG_LOSS_EPS)), F.lit(1.0 - LOG_LOSS_EPS))
-    # -log of the probability given to the true class (log1p keeps 1 - p exact).
-    loss = F.when(y == F.lit(1), -F.log(clipped)).otherwise(-F.log1p(-clipped))
+    # -log of the probability given to the true class (log1p keeps 1 - p exact);
+    # NULL on rejected rows (y NULL), whose clipped score would not be NULL.
+    loss = F.when(y == F.lit(1), -F.log(clipped)).when(y == F.lit(0), -F.log1p(-clipped))
     error = y - p
     sums = [
         F.count(F.lit(1)).alias("n_rows"),
@@ -90,8 +170,11 @@ def scan_states(rows: DataFrame, config: Config, layout: BinLayout) -> DataFrame
     ]
     if weighted:
         sums += [F.sum(w * y).alias("w_pos"), F.sum(F.when(y == F.lit(0), w)).alias("w_neg")]
-    binned = rows.withColumn("bin", F.when(valid, bin_index_column(p, layout)))
     group = [*DAY_KEYS, *[segment_column_name(c) for c in config.finest_segments()]]
+    if jvm_function is not None:
+        states = _scan_states_jvm(rows, group, weighted, jvm_function)
+        return states.select(*group, "reject_reason", "bin", "n_rows", *STATE_SUMS)
+    binned = rows.withColumn("bin", F.when(valid, bin_index_column(p, layout)))
     counted = binned.groupBy(*group, "reject_reason", "bin").agg(*sums)
     n_neg = F.when(F.col("bin").isNotNull(), F.col("n_rows") - F.col("n_pos"))
     counted = counted.withColumn("n_neg", n_neg)
