@@ -156,3 +156,37 @@ def test_jvm_states_equal_sql_states(spark, layout_kind: str, weighted: bool) ->
     counts = np.bincount(layout.bin_index(valid.score.to_numpy()), minlength=layout.n_bins)
     per_bin = jvm.dropna(subset=["bin"]).groupby("bin").n_rows.sum()
     np.testing.assert_array_equal(per_bin.reindex(range(layout.n_bins), fill_value=0), counts)
+
+
+def test_integer_labels_compare_like_their_text(spark) -> None:
+    """An integer label column is compared as integers when every configured label
+    is an integer (no cast per row); the reasons and y must equal those of the same
+    labels compared as text (string column, or labels configured as strings)."""
+    labels = [1, 0, 7, None, -1, 1, 0]
+    pdf = pd.DataFrame(
+        {
+            "model_name": "m",
+            "model_version": "v",
+            "event_time": pd.Timestamp("2026-03-01"),
+            "region": "EU",
+            "device": "mobile",
+            "label": pd.array(labels, dtype="Int64"),
+            "score": 0.5,
+            "weight": 1.0,
+        }
+    )
+    frame = spark.createDataFrame(pdf)
+    variants = {
+        "int": (frame.withColumn("label", F.col("label").cast("int")), make_config()),
+        "bigint": (frame, make_config()),
+        "string": (frame.withColumn("label", F.col("label").cast("string")), make_config()),
+        "text config": (
+            frame.withColumn("label", F.col("label").cast("int")),
+            make_config(task={"positive_label": "1", "negative_labels": ["0"]}),
+        ),
+    }
+    expected = [(None, 1), (None, 0), ("unknown_label", None), ("null_label", None)]
+    expected += [("unknown_label", None), (None, 1), (None, 0)]
+    for name, (df, config) in variants.items():
+        got = contract.normalize(df, config).select("reject_reason", "y").collect()
+        assert [(r.reject_reason, r.y) for r in got] == expected, name

@@ -249,14 +249,40 @@ def escaped_segment(column: Column) -> Column:
     return F.when(column.isNull(), F.lit(NULL_TOKEN)).otherwise(text)
 
 
-def reject_reason(config: Config, probabilities_type: T.DataType | None = None) -> Column:
+_INTEGER_TYPES = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
+
+
+def binary_labels(config: Config, label_type: T.DataType | None) -> tuple[Column, list[Column]]:
+    """The label column and the literals of (positive, *negatives) to compare it with.
+
+    Labels are compared as their text (``label_text``: 1 matches an integer 1 and
+    a string "1"). When the column is an integer type and every configured label
+    is an integer, the comparison is made on the integers themselves, which is
+    the same test (an integer's text is its decimal form) without turning every
+    row into a string.
+    """
+    column = F.col(config.input.label_column)
+    values = (config.task.positive_label, *config.task.negative_labels)
+    if isinstance(label_type, _INTEGER_TYPES) and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in values
+    ):
+        return column, [F.lit(v) for v in values]
+    texts = (config.positive_label_text(), *config.negative_label_texts())
+    return column.cast("string"), [F.lit(t) for t in texts]
+
+
+def reject_reason(
+    config: Config,
+    probabilities_type: T.DataType | None = None,
+    label_type: T.DataType | None = None,
+) -> Column:
     """The first reject reason that applies to a row, or NULL.
 
     ``probabilities_type`` (the input's type of the probabilities column) is
-    needed for multiclass tasks.
+    needed for multiclass tasks; ``label_type`` (the label column's) lets a
+    binary task compare integer labels without a cast (``binary_labels``).
     """
     i = config.input
-    label = F.col(i.label_column).cast("string")
     checks: list[tuple[str, Column]] = []
     if i.filter is not None:
         checks.append((EXCLUDED_BY_FILTER, ~F.coalesce(F.expr(i.filter), F.lit(False))))
@@ -271,17 +297,19 @@ def reject_reason(config: Config, probabilities_type: T.DataType | None = None) 
             ("conflicting_labels", F.col(LABEL_CONFLICT)),
         ]
     checks += [
-        ("null_label", label.isNull()),
+        # A non-NULL value never casts to a NULL string: test the column itself.
+        ("null_label", F.col(i.label_column).isNull()),
     ]
     if config.is_multiclass:
         assert probabilities_type is not None
-        checks.append(("unknown_label", class_index(label, config.class_texts()) < F.lit(0)))
+        label_text = F.col(i.label_column).cast("string")
+        checks.append(("unknown_label", class_index(label_text, config.class_texts()) < F.lit(0)))
         checks += _probability_checks(config, probabilities_type)
     else:
         score = F.col(i.score_column).cast("double")
-        known = [config.positive_label_text(), *config.negative_label_texts()]
+        label, known = binary_labels(config, label_type)
         if config.task.negative_labels:
-            checks.append(("unknown_label", ~label.isin(*[F.lit(k) for k in known])))
+            checks.append(("unknown_label", ~label.isin(*known)))
         checks += [
             ("null_score", score.isNull()),
             ("nan_score", F.isnan(score)),
@@ -346,13 +374,13 @@ def normalize(df: DataFrame, config: Config) -> DataFrame:
     i = config.input
     weight = _weight(config)
     segments = [segment_column_name(c) for c in config.finest_segments()]
+    label_type = df.schema[i.label_column].dataType
+    label, (positive, *_) = binary_labels(config, label_type)
     # Two projections so that the reject CASE is evaluated once per row and reused.
     tagged = df.select(
         *_key_columns(config),
-        reject_reason(config).alias("reject_reason"),
-        (F.col(i.label_column).cast("string") == F.lit(config.positive_label_text()))
-        .cast("int")
-        .alias("is_positive"),
+        reject_reason(config, label_type=label_type).alias("reject_reason"),
+        (label == positive).cast("int").alias("is_positive"),
         F.col(i.score_column).cast("double").alias("raw_score"),
         weight.alias("raw_weight"),
     )
@@ -409,7 +437,8 @@ def normalize_multiclass(df: DataFrame, config: Config) -> DataFrame:
 def rejected_rows(df: DataFrame, config: Config, run_id: str) -> DataFrame:
     """The input's rejected rows, unchanged, with ``reject_reason`` and ``run_id`` (quarantine)."""
     kind = df.schema[config.input.probabilities_column].dataType if config.is_multiclass else None
-    tagged = df.withColumn("reject_reason", reject_reason(config, kind))
+    label_type = df.schema[config.input.label_column].dataType
+    tagged = df.withColumn("reject_reason", reject_reason(config, kind, label_type))
     internal = [c for c in df.columns if c.startswith(INTERNAL_PREFIX)]
     return (
         tagged.where(F.col("reject_reason").isNotNull())
