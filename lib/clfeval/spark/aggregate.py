@@ -34,6 +34,18 @@ STATE_SUMS = ("n_pos", "n_neg", "w_pos", "w_neg", "loss_sum", "sq_err_sum", "sco
 DAY_KEYS = ("model_name", "model_version", "day")
 
 
+def double_array(values) -> Column:
+    """An array<double> literal of ``values`` built from one string literal.
+
+    Spark folds the split and the cast into one array literal before running
+    (no per-row work), and the plan is built with one call into the JVM instead
+    of one per element (~1,000 bins x 2 arrays took ~0.9 s of driver time per
+    run). ``repr`` of a float parses back to exactly the same double.
+    """
+    text = ",".join(repr(float(x)) for x in values)
+    return F.split(F.lit(text), ",").cast("array<double>")
+
+
 def bin_index_column(score: Column, layout: BinLayout) -> Column:
     """Spark twin of ``BinLayout.bin_index`` for scores in [0, 1]: ``#{E <= s} - 1``.
 
@@ -53,7 +65,7 @@ def bin_index_column(score: Column, layout: BinLayout) -> Column:
         coordinate = score
     raw = F.floor((coordinate - F.lit(layout.grid_start)) / F.lit(layout.grid_step)) + F.lit(1)
     guess = F.least(F.greatest(raw.cast("int"), F.lit(0)), F.lit(n_grid))
-    edges = F.array(*[F.lit(x) for x in grid])
+    edges = double_array(grid)
     too_high = (guess > 0) & (F.try_element_at(edges, guess) > score)
     too_low = (guess < n_grid) & (F.try_element_at(edges, guess + 1) <= score)
     grid_count = guess - too_high.cast("int") + too_low.cast("int")
@@ -329,8 +341,8 @@ def rollup_slices(states: DataFrame, config: Config, layout: BinLayout) -> DataF
             F.lit(None).cast("boolean").alias("predicted"),
             F.lit(None).cast("int").alias("true_rank"),
         ]
-    lower = F.array(*[F.lit(float(x)) for x in layout.lower])
-    upper = F.array(*[F.lit(float(x)) for x in layout.upper])
+    lower = double_array(layout.lower)
+    upper = double_array(layout.upper)
     return union.select(
         "model_name",
         "model_version",
