@@ -12,6 +12,7 @@ from pyspark.sql import functions as F
 from clfeval.config import parse_config
 from clfeval.core.binary import BinaryState
 from clfeval.core.slices import join_values
+from clfeval.io import session
 from clfeval.spark import aggregate, contract
 
 pytestmark = pytest.mark.spark
@@ -110,13 +111,24 @@ def test_one_scan_histograms_equal_numpy_per_slice(spark, aggregation: str) -> N
                 np.testing.assert_allclose(dense, getattr(expected, name), rtol=1e-9, atol=1e-9)
 
 
-@pytest.mark.parametrize("layout_kind", ["logit", "uniform"])
-@pytest.mark.parametrize("weighted", [True, False])
-def test_jvm_states_equal_sql_states(spark, layout_kind: str, weighted: bool) -> None:
+@pytest.mark.parametrize(
+    ("layout_kind", "weighted", "groups_before_sorting"),
+    [
+        ("logit", True, "1024"),
+        ("uniform", True, "1024"),
+        ("logit", False, "1024"),
+        ("logit", True, "2"),
+    ],
+)
+def test_jvm_states_equal_sql_states(
+    spark, layout_kind: str, weighted: bool, groups_before_sorting: str
+) -> None:
     """The JVM aggregate against the SQL aggregation on the same rows: the same
     (group, reject reason, bin) keys, equal counts, sums to rtol 1e-12; scores
     on every edge, just below it, -0.0, 0, 1 and the smallest subnormal, plus
-    rejected rows (NaN score, label 7) that must stay one NULL-bin row each."""
+    rejected rows (NaN score, label 7) that must stay one NULL-bin row each.
+    With 2 groups before sorting, Spark's object hash aggregation falls back to
+    sorting the rest of the rows by group and merging the buffers it spilled."""
     config = make_config(
         bins={"layout": layout_kind},
         input={"weight_column": "weight" if weighted else None},
@@ -138,7 +150,10 @@ def test_jvm_states_equal_sql_states(spark, layout_kind: str, weighted: bool) ->
     rows = contract.normalize(spark.createDataFrame(pdf), config)
     keys = [*aggregate.DAY_KEYS, "segment__region", "segment__device", "reject_reason", "bin"]
     sql = aggregate.scan_states(rows, config, layout).toPandas()
-    jvm = aggregate.scan_states(rows, config, layout, jvm_states(spark, layout)).toPandas()
+    jvm_function = jvm_states(spark, layout)
+    fallback = {"spark.sql.objectHashAggregate.sortBased.fallbackThreshold": groups_before_sorting}
+    with session.run_settings(spark, fallback):
+        jvm = aggregate.scan_states(rows, config, layout, jvm_function).toPandas()
     # pandas' NaN may arrive in Spark as NULL: either reason is a rejected score.
     reasons = set(jvm.reject_reason.dropna())
     assert "unknown_label" in reasons and len(reasons & {"nan_score", "null_score"}) == 1

@@ -83,7 +83,7 @@ def register_jvm_states(spark: SparkSession, layout: BinLayout) -> str | None:
     not built or not passed with ``--jars``, or a Spark Connect session): the
     scan then runs as Spark SQL's hash aggregation, same results, slower.
     """
-    jvm = getattr(spark, "_jvm", None)
+    jvm = getattr(spark, "_jvm", None)  # Spark Connect sessions have none
     if jvm is None:
         return None
     try:
