@@ -302,8 +302,10 @@ def reject_reason(
     ]
     if config.is_multiclass:
         assert probabilities_type is not None
-        label_text = F.col(i.label_column).cast("string")
-        checks.append(("unknown_label", class_index(label_text, config.class_texts()) < F.lit(0)))
+        label_as_text = F.col(i.label_column).cast("string")
+        checks.append(
+            ("unknown_label", class_index(label_as_text, config.class_texts()) < F.lit(0))
+        )
         checks += _probability_checks(config, probabilities_type)
     else:
         score = F.col(i.score_column).cast("double")
