@@ -167,11 +167,15 @@ def scan_states(
     w_neg = n_neg (no weighted sums at all). Each group holds either valid rows
     (reject_reason NULL, bin set) or rejected rows of one reason.
     """
+    weighted = config.input.weight_column is not None
+    group = [*DAY_KEYS, *[segment_column_name(c) for c in config.finest_segments()]]
+    if jvm_function is not None:
+        states = _scan_states_jvm(rows, group, weighted, jvm_function)
+        return states.select(*group, "reject_reason", "bin", "n_rows", *STATE_SUMS)
     valid = F.col("reject_reason").isNull()
     y = F.col("y")
     p = F.col("score")
     w = F.col("weight")
-    weighted = config.input.weight_column is not None
     clipped = F.least(F.greatest(p, F.lit(LOG_LOSS_EPS)), F.lit(1.0 - LOG_LOSS_EPS))
     # -log of the probability given to the true class (log1p keeps 1 - p exact);
     # NULL on rejected rows (y NULL), whose clipped score would not be NULL.
@@ -186,10 +190,6 @@ def scan_states(
     ]
     if weighted:
         sums += [F.sum(w * y).alias("w_pos"), F.sum(F.when(y == F.lit(0), w)).alias("w_neg")]
-    group = [*DAY_KEYS, *[segment_column_name(c) for c in config.finest_segments()]]
-    if jvm_function is not None:
-        states = _scan_states_jvm(rows, group, weighted, jvm_function)
-        return states.select(*group, "reject_reason", "bin", "n_rows", *STATE_SUMS)
     binned = rows.withColumn("bin", F.when(valid, bin_index_column(p, layout)))
     counted = binned.groupBy(*group, "reject_reason", "bin").agg(*sums)
     n_neg = F.when(F.col("bin").isNotNull(), F.col("n_rows") - F.col("n_pos"))
