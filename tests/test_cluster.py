@@ -165,8 +165,8 @@ def test_cluster_run_equals_local_run(spark, cluster, tmp_path) -> None:
     cluster_seconds = time.monotonic() - started
     assert done.returncode == 0, done.stderr[-5000:]
     assert "succeeded" in done.stdout
-    # Executors in their own JVMs ran the JVM aggregate shipped with --jars.
-    assert "clfeval's JVM aggregate" in done.stdout, done.stdout
+    # Executors in their own JVMs ran the JVM scan shipped with --jars.
+    assert "clfeval's JVM scan" in done.stdout, done.stdout
 
     from clfeval.config import load_config
 

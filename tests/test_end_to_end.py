@@ -284,27 +284,36 @@ def test_plan_has_one_input_scan_and_one_exchange(spark, demo) -> None:
     layout = config.layout()
     raw = spark.read.format("delta").load(f"{tmp}/predictions")
     rows = contract.normalize(raw, config)
-    for function in (None, aggregate.register_jvm_states(spark, layout)):
-        states = aggregate.scan_states(rows, config, layout, function)
-        plan = states._jdf.queryExecution().executedPlan().toString()
-        assert plan.count("Scan parquet") == 1, plan  # also matches "FileScan parquet"
-        assert plan.count("Exchange") == 1, plan
-    assert function is not None and "ObjectHashAggregate" in plan, plan
+
+    def plan(frame) -> str:
+        return frame._jdf.queryExecution().executedPlan().toString()
+
+    sql = plan(aggregate.scan_states(rows, config, layout))
+    assert sql.count("Scan parquet") == 1, sql  # also matches "FileScan parquet"
+    assert sql.count("Exchange") == 1, sql
+    # The JVM scan reads the normalized rows (one parquet scan, no exchange) per
+    # partition; its partial states are the only rows exchanged.
+    jvm = aggregate.jvm_scan(spark, layout)
+    assert jvm is not None and aggregate.jvm_groups_by(rows, config)
+    assert plan(rows).count("Scan parquet") == 1 and "Exchange" not in plan(rows), plan(rows)
+    states = plan(aggregate.scan_states(rows, config, layout, jvm))
+    assert states.count("Scan ExistingRDD") == 1 and "parquet" not in states, states
+    assert states.count("Exchange") == 1, states
 
 
 def test_sql_aggregation_fallback_writes_the_same_tables(
     spark, demo, tmp_path, monkeypatch
 ) -> None:
-    """Without the JVM aggregate (jar not built or not passed to spark-submit) the
+    """Without the JVM scan (jar not built or not passed to spark-submit) the
     run falls back to Spark SQL's aggregation: the same tables (floats rtol 1e-9)."""
     from clfeval.spark import aggregate
 
     tmp, config, _ = demo
     fallback = demo_config(tmp, output={"path": str(tmp_path / "sql")})
-    monkeypatch.setattr(aggregate, "register_jvm_states", lambda spark, layout: None)
+    monkeypatch.setattr(aggregate, "jvm_scan", lambda spark, layout: None)
     lines: list[str] = []
     run_evaluation(spark, fallback, log=lines.append)
-    assert any("Spark SQL (JVM aggregate not found)" in line for line in lines), lines
+    assert any("Spark SQL (JVM scan not found)" in line for line in lines), lines
     for name in COMPARED:
         assert len(read(spark, fallback, name)) > 0, name
     assert_same_tables(spark, config, fallback)

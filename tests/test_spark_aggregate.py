@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import numpy as np
@@ -12,7 +13,6 @@ from pyspark.sql import functions as F
 from clfeval.config import parse_config
 from clfeval.core.binary import BinaryState
 from clfeval.core.slices import join_values
-from clfeval.io import session
 from clfeval.spark import aggregate, contract
 
 pytestmark = pytest.mark.spark
@@ -71,22 +71,22 @@ def random_predictions(rng: np.random.Generator, n: int) -> pd.DataFrame:
     )
 
 
-def jvm_states(spark, layout) -> str:
-    name = aggregate.register_jvm_states(spark, layout)
-    assert name is not None, "clfeval's JVM aggregate is not on the classpath: run `make jar`"
-    return name
+def jvm_scan(spark, layout) -> aggregate.JvmScan:
+    scan = aggregate.jvm_scan(spark, layout)
+    assert scan is not None, "clfeval's JVM scan is not on the classpath: run `make jar`"
+    return scan
 
 
 @pytest.mark.parametrize("aggregation", ["sql", "jvm"])
 def test_one_scan_histograms_equal_numpy_per_slice(spark, aggregation: str) -> None:
     config = make_config()
     layout = config.layout()
-    function = jvm_states(spark, layout) if aggregation == "jvm" else None
+    jvm = jvm_scan(spark, layout) if aggregation == "jvm" else None
     pdf = random_predictions(np.random.default_rng(9), 4000)
     pdf["event_time"] = pdf["event_time"].dt.tz_localize(None)
     df = spark.createDataFrame(pdf)
     rows = contract.normalize(df, config)
-    states = aggregate.scan_states(rows, config, layout, function)
+    states = aggregate.scan_states(rows, config, layout, jvm)
     hist = aggregate.rollup_slices(states, config, layout)
     got = hist.toPandas()
     assert set(got["layout_id"]) == {layout.layout_id}
@@ -112,23 +112,23 @@ def test_one_scan_histograms_equal_numpy_per_slice(spark, aggregation: str) -> N
 
 
 @pytest.mark.parametrize(
-    ("layout_kind", "weighted", "groups_before_sorting"),
+    ("layout_kind", "weighted", "max_groups"),
     [
-        ("logit", True, "1024"),
-        ("uniform", True, "1024"),
-        ("logit", False, "1024"),
-        ("logit", True, "2"),
+        ("logit", True, None),
+        ("uniform", True, None),
+        ("logit", False, None),
+        ("logit", True, 2),
     ],
 )
 def test_jvm_states_equal_sql_states(
-    spark, layout_kind: str, weighted: bool, groups_before_sorting: str
+    spark, layout_kind: str, weighted: bool, max_groups: int | None
 ) -> None:
-    """The JVM aggregate against the SQL aggregation on the same rows: the same
+    """The JVM scan against the SQL aggregation on the same rows: the same
     (group, reject reason, bin) keys, equal counts, sums to rtol 1e-12; scores
     on every edge, just below it, -0.0, 0, 1 and the smallest subnormal, plus
     rejected rows (NaN score, label 7) that must stay one NULL-bin row each.
-    With 2 groups before sorting, Spark's object hash aggregation falls back to
-    sorting the rest of the rows by group and merging the buffers it spilled."""
+    With 2 groups per task, every task emits its partial sums many times over
+    and the exchange's sum must still give the same states."""
     config = make_config(
         bins={"layout": layout_kind},
         input={"weight_column": "weight" if weighted else None},
@@ -140,7 +140,11 @@ def test_jvm_states_equal_sql_states(
             layout.edges,
             np.nextafter(layout.edges, 0.0),
             rng.random(3000),
-            [-0.0, 0.0, 1.0, 5e-324, 1 - 2**-53, np.nan],
+            # powers of two start the JVM scan's lookup buckets; near 1 a bucket
+            # holds many edges
+            2.0 ** -np.arange(1.0, 60.0),
+            1.0 - 2.0 ** -np.arange(2.0, 54.0),
+            [-0.0, 0.0, 1.0, 5e-324, np.nan],
         ]
     )
     pdf = random_predictions(rng, scores.size)
@@ -150,10 +154,10 @@ def test_jvm_states_equal_sql_states(
     rows = contract.normalize(spark.createDataFrame(pdf), config)
     keys = [*aggregate.DAY_KEYS, "segment__region", "segment__device", "reject_reason", "bin"]
     sql = aggregate.scan_states(rows, config, layout).toPandas()
-    jvm_function = jvm_states(spark, layout)
-    fallback = {"spark.sql.objectHashAggregate.sortBased.fallbackThreshold": groups_before_sorting}
-    with session.run_settings(spark, fallback):
-        jvm = aggregate.scan_states(rows, config, layout, jvm_function).toPandas()
+    scan = jvm_scan(spark, layout)
+    if max_groups is not None:
+        scan = dataclasses.replace(scan, max_groups=max_groups)
+    jvm = aggregate.scan_states(rows, config, layout, scan).toPandas()
     # pandas' NaN may arrive in Spark as NULL: either reason is a rejected score.
     reasons = set(jvm.reject_reason.dropna())
     assert "unknown_label" in reasons and len(reasons & {"nan_score", "null_score"}) == 1

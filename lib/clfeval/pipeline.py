@@ -375,10 +375,15 @@ def _run(
         states = aggregate.scan_multiclass_states(rows, config, layout).persist()
     else:
         rows = contract.normalize(selected, config)
-        jvm_function = aggregate.register_jvm_states(spark, layout)
-        how = "clfeval's JVM aggregate" if jvm_function else "Spark SQL (JVM aggregate not found)"
+        jvm = aggregate.jvm_scan(spark, layout)
+        if jvm is None:
+            how = "Spark SQL (JVM scan not found)"
+        elif not aggregate.jvm_groups_by(rows, config):
+            how = "Spark SQL (collated key columns)"
+        else:
+            how = "clfeval's JVM scan"
         phase(f"scanning input: one aggregation to {layout.n_bins} score bins per group ({how})")
-        states = aggregate.scan_states(rows, config, layout, jvm_function).persist()
+        states = aggregate.scan_states(rows, config, layout, jvm).persist()
     try:
         per_day = aggregate.reject_counts(states).collect()
         result.rows_read = sum(int(r["n_rows"]) for r in per_day)

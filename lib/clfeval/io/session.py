@@ -29,8 +29,8 @@ def _delta_package() -> str:
 
 DELTA_PACKAGE = _delta_package()
 
-# clfeval's JVM aggregate (jvm/ in the repository; `make jar` builds it against
-# the installed pyspark's jars). Optional: without it the scan runs in Spark SQL.
+# clfeval's JVM scan (jvm/ in the repository; `make jar` builds it against the
+# installed pyspark's jars). Optional: without it the scan runs in Spark SQL.
 AGGREGATORS_JAR = Path(__file__).resolve().parents[1] / "jars" / "clfeval-aggregators.jar"
 
 DELTA_CONF = {
@@ -96,13 +96,8 @@ def build_session(
 # Delta's version checksum file (_delta_log/N.crc) is optional in the protocol;
 # writing it after each of a run's commits costs a state reconstruction that
 # took ~0.4 s per commit here, more than writing the small output itself.
-# The JVM aggregate keeps one buffer of ~56 bytes x bins per group; Spark's
-# object hash aggregation switches to sorting after 128 groups per task by
-# default, which the scan's (version x day x segment) groups exceed. 1024 groups
-# of 1,000 bins are ~57 MB per task; past that it still sorts, correctly.
 RUN_CONF = {
     "spark.databricks.delta.writeChecksumFile.enabled": "false",
-    "spark.sql.objectHashAggregate.sortBased.fallbackThreshold": "1024",
 }
 
 

@@ -3,7 +3,8 @@
 Shape of the computation (DESIGN.md §3):
 
 1. ``scan_states``: one aggregation over the input rows, grouped by
-   (model, version, day, every segment column any slice uses, reject reason, bin).
+   (model, version, day, every segment column any slice uses, reject reason, bin)
+   (clfeval's JVM scan when its jar is on the classpath, else Spark SQL).
    Rejected rows land in groups with a NULL bin and only a row count.
 2. ``rollup_slices``: the small result of (1) is summed up to every configured
    slice (overall, each segment, each cross). Sums of counts are exact, so this
@@ -13,11 +14,13 @@ Shape of the computation (DESIGN.md §3):
 
 from __future__ import annotations
 
-import re
+from dataclasses import dataclass
 from functools import reduce
+from typing import Any
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from clfeval.config import Config
 from clfeval.core.binary import LOG_LOSS_EPS
@@ -78,15 +81,29 @@ def bin_index_column(score: Column, layout: BinLayout) -> Column:
     return reduce(lambda a, b: a + b, extras, grid_count) - F.lit(1)
 
 
-JVM_STATES_CLASS = "io.clfeval.BinnedStates"
+JVM_STATES_CLASS = "io.clfeval.PartitionStates"
+
+# Per-bin buffers one task may hold before it emits their partial sums: 7 sums
+# of 8 bytes per bin and group. 64 MiB is ~1,200 groups of 1,000 bins.
+JVM_BUFFER_BYTES = 64 << 20
 
 
-def register_jvm_states(spark: SparkSession, layout: BinLayout) -> str | None:
-    """Register clfeval's JVM aggregate (``jvm/``, built into
-    ``clfeval/jars/clfeval-aggregators.jar``) for ``layout``; return its function
-    name, or None when the class is not on the driver's classpath (the jar was
-    not built or not passed with ``--jars``, or a Spark Connect session): the
-    scan then runs as Spark SQL's hash aggregation, same results, slower.
+@dataclass(frozen=True)
+class JvmScan:
+    """clfeval's JVM scan (``jvm/``, built into ``clfeval/jars/clfeval-aggregators.jar``)
+    for one layout: ``scanner`` is the JVM class, ``max_groups`` the groups a task
+    holds before it emits them (see ``jvm_scan``)."""
+
+    scanner: Any
+    edges_text: str
+    max_groups: int
+
+
+def jvm_scan(spark: SparkSession, layout: BinLayout) -> JvmScan | None:
+    """clfeval's JVM scan for ``layout``, or None when its class is not on the
+    driver's classpath (the jar was not built or not passed with ``--jars``, or a
+    Spark Connect session): the scan then runs as Spark SQL's hash aggregation,
+    same results, slower.
     """
     jvm = getattr(spark, "_jvm", None)  # Spark Connect sessions have none
     if jvm is None:
@@ -96,70 +113,73 @@ def register_jvm_states(spark: SparkSession, layout: BinLayout) -> str | None:
         jvm.java.lang.Class.forName(JVM_STATES_CLASS, True, loader)
     except Exception:  # py4j reports the missing class as a Py4JJavaError
         return None
-    # One function per layout; call_function parses the name as an identifier.
-    name = "clfeval_binned_states_" + re.sub(r"\W", "_", layout.layout_id)
-    edges = exact_floats_text(layout.edges)
-    jvm.io.clfeval.BinnedStates.register(spark._jsparkSession, name, edges, LOG_LOSS_EPS)
-    return name
+    max_groups = max(1, JVM_BUFFER_BYTES // (7 * 8 * layout.n_bins))
+    return JvmScan(jvm.io.clfeval.PartitionStates, exact_floats_text(layout.edges), max_groups)
 
 
-_JVM_BIN_FIELDS = (
-    "bin",
-    "n_rows",
-    "n_pos",
-    "loss_sum",
-    "sq_err_sum",
-    "score_sum",
-    "w_pos",
-    "w_neg",
-)
+_JVM_SUMS = ("n_rows", "n_pos", "w_pos", "w_neg", "loss_sum", "sq_err_sum", "score_sum")
+# Key types the JVM scan hashes and compares itself (strings with the default,
+# byte-wise collation, and dates).
+_JVM_KEY_TYPES = (T.StringType(), T.DateType())
 
 
-def _scan_states_jvm(rows: DataFrame, group: list[str], weighted: bool, function: str) -> DataFrame:
-    """``scan_states`` through the JVM aggregate ``function``: grouped by the
-    group keys and reject reason only, one array slot per bin inside the
-    aggregate, then one output row per non-empty bin (rejected groups: one row,
-    NULL bin, their row count)."""
+def _scan_keys(config: Config) -> list[str]:
+    """The scan's group keys: DAY_KEYS, the segment columns, the reject reason."""
+    segments = [segment_column_name(c) for c in config.finest_segments()]
+    return [*DAY_KEYS, *segments, "reject_reason"]
+
+
+def jvm_groups_by(rows: DataFrame, config: Config) -> bool:
+    """Whether the JVM scan can group ``rows`` (normalized) itself: every key a
+    plain string or a date. A string column with another collation groups by
+    its collation key, which Spark SQL's grouping knows and the JVM scan does not."""
+    return all(rows.schema[k].dataType in _JVM_KEY_TYPES for k in _scan_keys(config))
+
+
+def _scan_states_jvm(rows: DataFrame, config: Config, scan: JvmScan) -> DataFrame:
+    """``scan_states`` through the JVM scan: per input partition, one pass over
+    the rows into a dense per-bin buffer per (group, reject reason), emitted as
+    one row per non-empty bin (a group without scored rows: one row, NULL bin,
+    its row count); then one grouped sum of those partial rows, the only
+    exchange."""
+    keys = _scan_keys(config)
     valid = F.col("reject_reason").isNull()
+    weighted = config.input.weight_column is not None
     weight = F.col("weight") if weighted else F.lit(1.0)
-    grouped = rows.groupBy(*group, "reject_reason").agg(
-        F.count(F.lit(1)).alias("group_rows"),
-        F.call_function(
-            function,
-            F.when(valid, F.col("score")),
-            F.col("y").cast("int"),
-            weight.cast("double"),
-        ).alias("bins"),
+    inputs = rows.select(
+        *keys,
+        F.when(valid, F.col("score")).cast("double").alias("score"),
+        F.col("y").cast("int").alias("y"),
+        weight.cast("double").alias("weight"),
     )
-    zipped = F.arrays_zip(*[F.col(f"bins.{c}").alias(c) for c in _JVM_BIN_FIELDS])
-    items = grouped.select(
-        *group, "reject_reason", "group_rows", F.explode_outer(zipped).alias("i")
+    partial = DataFrame(
+        scan.scanner.scan(inputs._jdf, len(keys), scan.edges_text, LOG_LOSS_EPS, scan.max_groups),
+        rows.sparkSession,
     )
-    has_bin = F.col("i.bin").isNotNull()
-    return items.select(
-        *group,
-        "reject_reason",
-        F.col("i.bin").alias("bin"),
-        F.coalesce(F.col("i.n_rows"), F.col("group_rows")).alias("n_rows"),
-        F.col("i.n_pos").alias("n_pos"),
-        F.when(has_bin, F.col("i.n_rows") - F.col("i.n_pos")).alias("n_neg"),
-        *[F.col(f"i.{c}").alias(c) for c in ("w_pos", "w_neg", "loss_sum", "sq_err_sum")],
-        F.col("i.score_sum").alias("score_sum"),
+    summed = partial.groupBy(*keys, "bin").agg(*[F.sum(c).alias(c) for c in _JVM_SUMS])
+    return summed.select(
+        *keys,
+        "bin",
+        "n_rows",
+        F.col("n_pos"),
+        F.when(F.col("bin").isNotNull(), F.col("n_rows") - F.col("n_pos")).alias("n_neg"),
+        *[F.col(c) for c in STATE_SUMS[2:]],
     )
 
 
 def scan_states(
-    rows: DataFrame, config: Config, layout: BinLayout, jvm_function: str | None = None
+    rows: DataFrame, config: Config, layout: BinLayout, jvm: JvmScan | None = None
 ) -> DataFrame:
     """The single aggregation over normalized rows (see ``contract.normalize``).
 
     Output columns: DAY_KEYS, segment columns, reject_reason, bin, n_rows and
     STATE_SUMS. For rejected rows ``bin`` and the sums are NULL.
 
-    With ``jvm_function`` (from ``register_jvm_states``) the aggregation is the
-    JVM aggregate, keyed by group; without, Spark SQL's hash aggregation keyed
-    by (group, bin) with ``bin_index_column``. Both give the same states (float
-    sums up to their order of addition).
+    With ``jvm`` (from ``jvm_scan``) the rows are summed by clfeval's JVM scan,
+    keyed by group with the bins inside its buffer; without (or for key types
+    it does not group by), by Spark SQL's hash aggregation keyed by (group, bin)
+    with ``bin_index_column``. Both give the same states (float sums up to their
+    order of addition).
 
     The per-row work is kept to what the state needs: a valid row has y in
     {0, 1}, so n_pos = sum(y) and n_neg = n_rows - n_pos are computed per group
@@ -167,11 +187,10 @@ def scan_states(
     w_neg = n_neg (no weighted sums at all). Each group holds either valid rows
     (reject_reason NULL, bin set) or rejected rows of one reason.
     """
+    if jvm is not None and jvm_groups_by(rows, config):
+        return _scan_states_jvm(rows, config, jvm)
     weighted = config.input.weight_column is not None
     group = [*DAY_KEYS, *[segment_column_name(c) for c in config.finest_segments()]]
-    if jvm_function is not None:
-        states = _scan_states_jvm(rows, group, weighted, jvm_function)
-        return states.select(*group, "reject_reason", "bin", "n_rows", *STATE_SUMS)
     valid = F.col("reject_reason").isNull()
     y = F.col("y")
     p = F.col("score")
