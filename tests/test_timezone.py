@@ -74,3 +74,43 @@ def test_days_follow_the_configured_time_zone(spark, tmp_path, zone) -> None:
         assert hours[dt.date(2026, 11, 1)] == 25
     else:
         assert set(hours.values()) == {24}
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Etc/UTC", "America/New_York"])
+def test_event_day_equals_to_date(spark, zone) -> None:
+    """contract.event_day (integer arithmetic in UTC, to_date elsewhere) gives
+    to_date's day for instants around midnight, before 1970, and at the ends
+    of the timestamp range."""
+    from pyspark.sql import functions as F
+
+    from clfeval.spark import contract
+
+    micros_per_day = 86_400_000_000
+    first = -62_135_596_800_000_000 + micros_per_day  # 0001-01-02 00:00 UTC
+    last = 253_402_300_799_999_999 - micros_per_day  # 9999-12-30 23:59:59.999999 UTC
+    instants = [
+        *[d * micros_per_day + delta for d in (-1, 0, 1, 20_000) for delta in (-1, 0, 1)],
+        first,
+        last,
+        *np.random.default_rng(5).integers(first, last, 500).tolist(),
+    ]
+    config = parse_config(
+        {
+            "input": {"path": "/unused"},
+            "task": {"positive_label": 1, "negative_labels": [0]},
+            "output": {"path": "/unused"},
+        }
+    )
+    before = spark.conf.get("spark.sql.session.timeZone")
+    spark.conf.set("spark.sql.session.timeZone", zone)
+    try:
+        df = spark.createDataFrame([(m,) for m in instants], "m long").select(
+            F.timestamp_micros("m").alias("event_time")
+        )
+        got = df.select(
+            contract.event_day(df, config).alias("fast"), F.to_date("event_time").alias("slow")
+        ).collect()
+    finally:
+        spark.conf.set("spark.sql.session.timeZone", before)
+    assert len(got) == len(instants)
+    assert all(row.fast == row.slow for row in got), [r for r in got if r.fast != r.slow][:5]
