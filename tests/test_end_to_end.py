@@ -317,24 +317,3 @@ def test_sql_aggregation_fallback_writes_the_same_tables(
     for name in COMPARED:
         assert len(read(spark, fallback, name)) > 0, name
     assert_same_tables(spark, config, fallback)
-
-
-def test_deriving_beside_the_histogram_write_equals_deriving_from_the_table(
-    spark, demo, tmp_path, monkeypatch
-) -> None:
-    """A day-only run derives metrics, confusion matrices and curves from its
-    daily histograms in memory while writing them; derived from the stored
-    table instead (as runs with rollup windows do), the four tables are the same
-    (floats rtol 1e-9)."""
-    from clfeval import pipeline
-
-    tmp, config, _ = demo
-    assert pipeline._derives_beside_write(config)
-    stored = demo_config(tmp, output={"path": str(tmp_path / "stored")})
-    monkeypatch.setattr(pipeline, "_derives_beside_write", lambda config: False)
-    lines: list[str] = []
-    run_evaluation(spark, stored, log=lines.append)
-    assert any("deriving metrics, confusion matrices and curves of" in line for line in lines)
-    for name in COMPARED:
-        assert len(read(spark, stored, name)) > 0, name
-    assert_same_tables(spark, config, stored)

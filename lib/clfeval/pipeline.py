@@ -384,8 +384,6 @@ def _run(
             how = "clfeval's JVM scan"
         phase(f"scanning input: one aggregation to {layout.n_bins} score bins per group ({how})")
         states = aggregate.scan_states(rows, config, layout, jvm).persist()
-    histograms: DataFrame | None = None
-    derived_beside: DataFrame | None = None
     try:
         per_day = aggregate.reject_counts(states).collect()
         result.rows_read = sum(int(r["n_rows"]) for r in per_day)
@@ -432,125 +430,33 @@ def _run(
         else:
             phase("every row was rejected: nothing to write")
             return
-        days_text = ", ".join(f"{r.first} .. {r.last}" for r in day_ranges)
+        phase(
+            "writing score_histograms for "
+            + ", ".join(f"{r.first} .. {r.last}" for r in day_ranges)
+        )
         histograms = aggregate.rollup_slices(states, config, layout)
         loc = tables.output_location(config, "score_histograms")
-
-        def write_histograms() -> int | None:
-            return _retrying(
-                config,
-                phase,
-                "writing score_histograms",
-                lambda: tables.replace_windows(
-                    spark, histograms, loc, day_ranges, config.input.models
-                ),
-            )
-
-        if _derives_beside_write(config):
-            histograms = histograms.persist()
-            phase(
-                f"writing score_histograms for {days_text} "
-                "(and deriving metrics, confusion matrices and curves from them)"
-            )
-            computed: list[DataFrame] = []
-            try:
-                result.output_versions["score_histograms"] = _in_parallel(
-                    {
-                        "write": write_histograms,
-                        "derive": lambda: computed.append(
-                            _materialized(_derive(config, layout, histograms))
-                        ),
-                    }
-                )["write"]
-            except BaseException:
-                for frame in computed:
-                    frame.unpersist()
-                raise
-            derived_beside = computed[0]
-        else:
-            phase(f"writing score_histograms for {days_text}")
-            result.output_versions["score_histograms"] = write_histograms()
+        result.output_versions["score_histograms"] = _retrying(
+            config,
+            phase,
+            "writing score_histograms",
+            lambda: tables.replace_windows(spark, histograms, loc, day_ranges, config.input.models),
+        )
     finally:
         states.unpersist()
-        if histograms is not None:
-            histograms.unpersist()
 
     extra_metrics = _reject_metric_rows(per_day)
     attempt = 0
 
     def write_windows() -> None:
-        nonlocal attempt, derived_beside
+        nonlocal attempt
         attempt += 1
         result.attempts = attempt
-        # Only the first attempt may use it: a retry re-reads what is stored.
-        early, derived_beside = derived_beside, None
-        try:
-            _write_windows(
-                spark,
-                config,
-                layout,
-                sources,
-                day_ranges,
-                per_day,
-                extra_metrics,
-                result,
-                phase,
-                early,
-            )
-        finally:
-            if early is not None:
-                early.unpersist()
-
-    try:
-        _retrying(config, phase, "writing the windows", write_windows)
-    finally:
-        if derived_beside is not None:
-            derived_beside.unpersist()
-
-
-def _derives_beside_write(config: Config) -> bool:
-    """Whether the derived tables can be computed from the run's daily histograms
-    in memory while they are written: when the run writes day windows only.
-    Rollup windows (week, month, rolling) also need stored days of other runs,
-    so they are derived from score_histograms once it is written."""
-    return all(g == "day" for g in config.output.granularities)
-
-
-def _materialized(frame: DataFrame) -> DataFrame:
-    """``frame`` persisted and computed once (its later uses read the cache)."""
-    frame = frame.persist()
-    try:
-        frame.count()
-    except BaseException:
-        frame.unpersist()
-        raise
-    return frame
-
-
-def _derive(config: Config, layout, histograms: DataFrame) -> DataFrame:
-    """Rows of metrics, confusion_matrices and curves for every window of ``histograms``."""
-    if config.is_multiclass:
-        return derive.derive_multiclass_tables(
-            histograms,
-            layout,
-            config.class_texts(),
-            config.task.top_k,
-            config.metrics.confidence_level,
-            config.metrics.calibration_bins,
-            config.slices.min_slice_size,
+        _write_windows(
+            spark, config, layout, sources, day_ranges, per_day, extra_metrics, result, phase
         )
-    return derive.derive_tables(
-        histograms,
-        layout,
-        config.metrics.thresholds,
-        config.metrics.f_beta,
-        config.positive_label_text(),
-        negative_label_name(config),
-        config.metrics.confidence_level,
-        config.threshold_policy(),
-        config.metrics.calibration_bins,
-        config.slices.min_slice_size,
-    )
+
+    _retrying(config, phase, "writing the windows", write_windows)
 
 
 def _write_windows(
@@ -563,25 +469,16 @@ def _write_windows(
     extra_metrics: list[dict],
     result: RunResult,
     phase: _Phases,
-    early: DataFrame | None = None,
 ) -> None:
     """Rollups, derived tables, drift and alerts of the run's windows, all from
     one pinned version of score_histograms.
-
-    ``early``: the derived rows already computed from this run's daily
-    histograms (day windows only, ``_derives_beside_write``); the pinned version
-    is then this run's own score_histograms commit, which holds exactly those
-    histograms for the run's days.
 
     Raises _StaleReadError when another run committed to score_histograms between
     this run's read and its writes: the caller runs it again on fresh states.
     """
     models = config.input.models
     histograms_loc = tables.output_location(config, "score_histograms")
-    if early is not None:
-        read_version = result.output_versions["score_histograms"]
-    else:
-        read_version = tables.table_version(spark, histograms_loc)
+    read_version = tables.table_version(spark, histograms_loc)
     rollups = _write_rollups(spark, config, day_ranges, read_version, result, phase)
     if rollups:
         written = result.output_versions["score_histograms"]
@@ -595,15 +492,38 @@ def _write_windows(
         read_version = written
     ranges = [*day_ranges, *rollups]
     result.windows = ranges
+    stored = _stored_histograms(spark, config, ranges, read_version)
     if "labels" in sources:
         extra_metrics = extra_metrics + _coverage_metric_rows(spark, config, per_day, ranges)
-    if early is not None:
-        derived = early
+    if config.is_multiclass:
+        derived = derive.derive_multiclass_tables(
+            stored,
+            layout,
+            config.class_texts(),
+            config.task.top_k,
+            config.metrics.confidence_level,
+            config.metrics.calibration_bins,
+            config.slices.min_slice_size,
+        )
     else:
-        phase(f"deriving metrics, confusion matrices and curves of {len(ranges)} window range(s)")
-        stored = _stored_histograms(spark, config, ranges, read_version)
-        derived = _materialized(_derive(config, layout, stored))
+        derived = derive.derive_tables(
+            stored,
+            layout,
+            config.metrics.thresholds,
+            config.metrics.f_beta,
+            config.positive_label_text(),
+            negative_label_name(config),
+            config.metrics.confidence_level,
+            config.threshold_policy(),
+            config.metrics.calibration_bins,
+            config.slices.min_slice_size,
+        )
+    # Evaluated once per group, kept in memory (small: rows per group, not per input
+    # row) and materialized before the three tables are written from it.
+    derived = derived.persist()
     try:
+        phase(f"deriving metrics, confusion matrices and curves of {len(ranges)} window range(s)")
+        derived.count()
         writes: dict[str, Callable[[], object]] = {}
         for name, df in derive.split_tables(derived).items():
             if name == "metrics" and extra_metrics:
