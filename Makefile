@@ -1,7 +1,7 @@
 # clfeval developer commands. Every target creates what it needs from scratch:
 # the virtualenv from PyPI, Delta's jars from Maven Central (via delta-spark's
 # configure_spark_with_delta_pip, cached by Ivy under ~/.ivy2.5.2), and
-# clfeval's JVM aggregate (jvm/, compiled by the JDK's javac against the jars of
+# clfeval's JVM scan (jvm/, compiled by the JDK's javac against the jars of
 # the pinned pyspark, so it always matches the Spark it runs in).
 PYTHON ?= python3
 VENV ?= .venv
@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-## jar: clfeval's JVM aggregate (lib/clfeval/jars/clfeval-aggregators.jar)
+## jar: clfeval's JVM scan (lib/clfeval/jars/clfeval-aggregators.jar)
 jar: $(JAR)
 $(JAR): $(STAMP) $(JVM_SOURCES)
 	rm -rf build/jvm && mkdir -p build/jvm $(dir $(JAR))
