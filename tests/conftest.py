@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from clfeval.io.session import LOCAL_SMALL_CONF, build_session
+from clfeval.io.session import build_session, local_small_conf
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -17,7 +17,7 @@ def spark():
     session = build_session(
         "clfeval-tests",
         master="local[2]",
-        extra_conf={**LOCAL_SMALL_CONF, "spark.ui.showConsoleProgress": "false"},
+        extra_conf={**local_small_conf("local[2]"), "spark.ui.showConsoleProgress": "false"},
     )
     session.sparkContext.setLogLevel("ERROR")
     yield session
