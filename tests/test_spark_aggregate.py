@@ -209,3 +209,31 @@ def test_integer_labels_compare_like_their_text(spark) -> None:
     for name, (df, config) in variants.items():
         got = contract.normalize(df, config).select("reject_reason", "y").collect()
         assert [(r.reject_reason, r.y) for r in got] == expected, name
+
+
+def test_collated_keys_fall_back_to_spark_sql_grouping(spark) -> None:
+    """A model column with a case-insensitive collation groups "M1" with "m1" in
+    Spark SQL; the JVM scan compares bytes, so it must not take such keys: the
+    states equal the SQL aggregation's (one group for both spellings)."""
+    config = make_config()
+    layout = config.layout()
+    pdf = random_predictions(np.random.default_rng(4), 400)
+    pdf["event_time"] = pdf["event_time"].dt.tz_localize(None)
+    pdf["model_name"] = np.where(np.arange(len(pdf)) % 2 == 0, "m1", "M1")
+    frame = spark.createDataFrame(pdf)
+    collated = frame.withColumn("model_name", F.collate(F.col("model_name"), "UTF8_LCASE"))
+    scan = jvm_scan(spark, layout)
+    plain = contract.normalize(frame, config)
+    rows = contract.normalize(collated, config)
+    assert aggregate.jvm_groups_by(plain, config)
+    assert not aggregate.jvm_groups_by(rows, config)
+    keys = [*aggregate.DAY_KEYS, "segment__region", "segment__device", "reject_reason", "bin"]
+    got = aggregate.scan_states(rows, config, layout, scan).toPandas()
+    sql = aggregate.scan_states(rows, config, layout).toPandas()
+    # Each group shows one of its spellings, any one: compare them lowercased.
+    for frame in (got, sql):
+        frame["model_name"] = frame.model_name.str.lower()
+    assert not got.duplicated(subset=keys).any()  # one group for "m1" and "M1"
+    pd.testing.assert_frame_equal(
+        got.sort_values(keys).reset_index(drop=True), sql.sort_values(keys).reset_index(drop=True)
+    )
