@@ -17,45 +17,34 @@ import java.util.Arrays;
 final class BinSearch implements Serializable {
   private static final long serialVersionUID = 1L;
   private static final int SHIFT = 44;
-  /** Beyond this many buckets (edges[1] below ~1e-300) the table is not built. */
-  private static final long MAX_BUCKETS = 1L << 20;
 
   private final double[] edges;
   private final long firstBucket;
   private final int[] binAtBucketStart;
 
-  /** @param edges strictly increasing, edges[0] = 0 */
+  /**
+   * @param edges strictly increasing, edges[0] = 0, all in [0, 1] ({@link #parseEdges}): the
+   *     table then has at most (bits(1.0) >>> 44) + 2 = 261,890 entries
+   */
   BinSearch(double[] edges) {
     this.edges = edges.clone();
-    if (edges.length < 2) {
-      firstBucket = 0;
-      binAtBucketStart = null;
-      return;
-    }
     firstBucket = Double.doubleToRawLongBits(edges[1]) >>> SHIFT;
     long lastBucket = Double.doubleToRawLongBits(edges[edges.length - 1]) >>> SHIFT;
-    long buckets = lastBucket - firstBucket + 2;
-    if (buckets > MAX_BUCKETS) {
-      binAtBucketStart = null;
-      return;
-    }
-    binAtBucketStart = new int[(int) buckets];
+    int buckets = (int) (lastBucket - firstBucket + 2);
+    binAtBucketStart = new int[buckets];
     for (int t = 0; t < buckets; t++) {
       binAtBucketStart[t] = search(Double.longBitsToDouble((firstBucket + t) << SHIFT));
     }
   }
 
-  /** The bin of score {@code p} (not -0.0, not NaN). */
+  /** The bin of score {@code p} in [0, 1] (not -0.0, not NaN). */
   int bin(double p) {
-    if (binAtBucketStart == null) {
-      return search(p);
-    }
     if (p < edges[1]) {
       return 0;
     }
     long bucket = (Double.doubleToRawLongBits(p) >>> SHIFT) - firstBucket;
     if (bucket >= binAtBucketStart.length - 1) {
-      return search(p);
+      return search(p); // above the last edge's bucket: not a score in [0, 1]
     }
     // edges[lo] <= p throughout; the answer is the largest such index up to hi.
     int lo = binAtBucketStart[(int) bucket];
@@ -78,7 +67,10 @@ final class BinSearch implements Serializable {
     return found >= 0 ? found : -found - 2;
   }
 
-  /** Edges from exact decimal or hexadecimal float texts separated by commas. */
+  /**
+   * Edges from exact decimal or hexadecimal float texts separated by commas: at least two,
+   * strictly increasing, the first 0 and all in [0, 1] (as every clfeval layout).
+   */
   static double[] parseEdges(String edgesText) {
     String[] parts = edgesText.split(",");
     double[] edges = new double[parts.length];
@@ -88,8 +80,8 @@ final class BinSearch implements Serializable {
         throw new IllegalArgumentException("bin edges must increase strictly at index " + k);
       }
     }
-    if (edges.length == 0 || edges[0] != 0.0) {
-      throw new IllegalArgumentException("the first bin edge must be 0");
+    if (edges.length < 2 || edges[0] != 0.0 || edges[edges.length - 1] > 1.0) {
+      throw new IllegalArgumentException("bin edges must start at 0, end in [0, 1], be 2 or more");
     }
     return edges;
   }
