@@ -117,7 +117,7 @@ def jvm_scan(spark: SparkSession, layout: BinLayout) -> JvmScan | None:
     return JvmScan(jvm.io.clfeval.PartitionStates, exact_floats_text(layout.edges), max_groups)
 
 
-_JVM_SUMS = ("n_rows", "n_pos", "w_pos", "w_neg", "loss_sum", "sq_err_sum", "score_sum")
+_JVM_SUMS = ("n_rows", "n_pos", *STATE_SUMS[2:])
 # Key types the JVM scan hashes and compares itself (strings with the default,
 # byte-wise collation, and dates).
 _JVM_KEY_TYPES = (T.StringType(), T.DateType())
@@ -143,12 +143,12 @@ def _scan_states_jvm(rows: DataFrame, config: Config, scan: JvmScan) -> DataFram
     its row count); then one grouped sum of those partial rows, the only
     exchange."""
     keys = _scan_keys(config)
-    valid = F.col("reject_reason").isNull()
     weighted = config.input.weight_column is not None
     weight = F.col("weight") if weighted else F.lit(1.0)
+    # normalize leaves score NULL on rejected rows: the JVM scan only counts those.
     inputs = rows.select(
         *keys,
-        F.when(valid, F.col("score")).cast("double").alias("score"),
+        F.col("score").cast("double").alias("score"),
         F.col("y").cast("int").alias("y"),
         weight.cast("double").alias("weight"),
     )
@@ -161,7 +161,7 @@ def _scan_states_jvm(rows: DataFrame, config: Config, scan: JvmScan) -> DataFram
         *keys,
         "bin",
         "n_rows",
-        F.col("n_pos"),
+        "n_pos",
         F.when(F.col("bin").isNotNull(), F.col("n_rows") - F.col("n_pos")).alias("n_neg"),
         *[F.col(c) for c in STATE_SUMS[2:]],
     )

@@ -337,7 +337,7 @@ def select_range(
 ) -> DataFrame:
     """Rows whose event day (in the session time zone) lies in [start, end]."""
     i = config.input
-    day = F.to_date(F.col(i.event_time_column))
+    day = event_day(df, config)
     if start is not None:
         df = df.where(day >= F.lit(start))
         if i.date_partition_column is not None:
@@ -547,7 +547,7 @@ def select_days(df: DataFrame, config: Config, days: list[dt.date]) -> DataFrame
     """Rows whose event day (session time zone) is one of ``days`` (incremental runs)."""
     i = config.input
     wanted = [F.lit(d) for d in sorted(days)]
-    df = df.where(F.to_date(F.col(i.event_time_column)).isin(*wanted))
+    df = df.where(event_day(df, config).isin(*wanted))
     if i.date_partition_column is not None:
         df = df.where(F.col(i.date_partition_column).isin(*wanted))
     if i.models:
@@ -568,5 +568,5 @@ def event_days(df: DataFrame, config: Config) -> set[dt.date]:
     i = config.input
     if i.models:
         df = df.where(F.col(i.model_name_column).isin(*[F.lit(m) for m in i.models]))
-    day = F.to_date(F.col(i.event_time_column)).alias("day")
+    day = event_day(df, config).alias("day")
     return {r["day"] for r in df.select(day).distinct().collect() if r["day"] is not None}
