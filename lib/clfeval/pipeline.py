@@ -762,7 +762,7 @@ def summarize(stored: DataFrame, config: Config) -> list[dict]:
     threshold = config.metrics.thresholds[0]
     out = []
     for (model, version), rows in sorted(merged.groupby(["model_name", "model_version"])):
-        state = derive.state_from_pandas(rows, layout.n_bins)
+        state = derive.state_from_rows(rows, layout.n_bins)
         values = {
             (m.metric, m.threshold): m
             for m in evaluate(state, layout, (threshold,), config.metrics.f_beta).metrics

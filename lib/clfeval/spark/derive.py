@@ -1,7 +1,7 @@
 """Derive metrics, confusion matrices and curves from stored histograms.
 
 The math is ``core.binary``; this module only runs it where the states are:
-``groupBy(keys).applyInPandas`` hands each group's bins (at most a few
+``groupBy(keys).applyInArrow`` hands each group's bins (at most a few
 thousand rows) to one Python worker. Nothing proportional to input rows ever
 reaches the driver.
 """
@@ -13,9 +13,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from pyspark.sql.pandas.types import to_arrow_schema
 
 from clfeval.core.binary import BinaryEvaluation, BinaryState, Curve, ThresholdPolicy, evaluate
 from clfeval.core.bins import BinLayout
@@ -99,12 +101,13 @@ CURVES_SCHEMA = _schema(
 )
 
 
-def state_from_pandas(pdf: pd.DataFrame, n_bins: int) -> BinaryState:
-    """One group's histogram rows (any order, any subset of bins) as a dense state."""
+def state_from_rows(rows: pd.DataFrame | pa.Table, n_bins: int) -> BinaryState:
+    """One group's histogram rows (any order, any subset of bins; a pandas frame
+    or an Arrow table) as a dense state."""
     state = BinaryState.empty(n_bins)
-    bins = pdf["bin"].to_numpy(dtype=np.int64)
+    bins = np.asarray(rows["bin"], dtype=np.int64)
     for name in BinaryState.FIELDS:
-        np.add.at(getattr(state, name), bins, pdf[name].to_numpy())
+        np.add.at(getattr(state, name), bins, np.asarray(rows[name]))
     return state
 
 
@@ -208,15 +211,10 @@ def _combined_schema() -> T.StructType:
 COMBINED_SCHEMA = _combined_schema()
 
 
-def _pandas_dtype(data_type: T.DataType) -> str:
-    if isinstance(data_type, T.DoubleType):
-        return "float64"
-    if isinstance(data_type, T.LongType | T.IntegerType):
-        return "Int64"  # nullable: NaN would not convert to a Spark long
-    return "object"  # strings, dates, booleans: None stays NULL
-
-
-_COMBINED_DTYPES = {f.name: _pandas_dtype(f.dataType) for f in COMBINED_SCHEMA.fields}
+_COMBINED_ARROW = to_arrow_schema(COMBINED_SCHEMA)
+_FLOAT_COLUMNS = frozenset(
+    f.name for f in COMBINED_SCHEMA.fields if isinstance(f.dataType, T.DoubleType)
+)
 
 
 BELOW_MIN_SLICE_SIZE = "below_min_slice_size"
@@ -234,17 +232,17 @@ def suppress_small_slice(metrics: list[dict], min_size: int) -> None:
     metrics.append({**flag, "value": float(min_size)})
 
 
-def _combined_frame(
+def _combined_table(
     key: tuple,
     metrics: list[dict],
     confusions: list[dict],
     curves: Columns,
     n_rows: int,
     min_size: int,
-) -> pd.DataFrame:
-    """One group's rows of the three tables as one pandas frame of COMBINED_SCHEMA,
-    assembled column by column (a frame built from per-row dicts costs more than
-    the evaluation itself)."""
+) -> pa.Table:
+    """One group's rows of the three tables as one Arrow table of COMBINED_SCHEMA,
+    assembled column by column (per-row objects cost more than the evaluation
+    itself). NaN in a float column becomes NULL, as a pandas NaN did."""
     keys = dict(zip(KEY_COLUMNS, key, strict=True))
     if keys["slice_key"] != "" and n_rows < min_size and metrics:
         suppress_small_slice(metrics, min_size)
@@ -256,14 +254,15 @@ def _combined_frame(
     }
     lengths = {name: _part_length(columns) for name, columns in parts.items()}
     total = sum(lengths.values())
-    data: dict[str, Any] = {}
-    for name, dtype in _COMBINED_DTYPES.items():
-        kind = float if dtype == "float64" else object
+    arrays = []
+    for field in _COMBINED_ARROW:
+        name = field.name
         if name in keys:
-            values = np.full(total, keys[name], dtype=object)
+            values: Any = [keys[name]] * total
         elif name == "output_table":
             values = np.repeat(np.array(list(lengths), dtype=object), list(lengths.values()))
         else:
+            kind = float if name in _FLOAT_COLUMNS else object
             values = np.concatenate(
                 [
                     np.asarray(columns[name], dtype=kind)
@@ -272,8 +271,8 @@ def _combined_frame(
                     for table, columns in parts.items()
                 ]
             )
-        data[name] = pd.array(values, dtype="Int64") if dtype == "Int64" else values
-    return pd.DataFrame(data)
+        arrays.append(pa.array(values, type=field.type, from_pandas=True))
+    return pa.Table.from_arrays(arrays, schema=_COMBINED_ARROW)
 
 
 def split_tables(combined: DataFrame) -> dict[str, DataFrame]:
@@ -300,17 +299,17 @@ def derive_tables(
 ) -> DataFrame:
     """Rows of ``metrics``, ``confusion_matrices`` and ``curves`` in one frame.
 
-    Each group is evaluated once (one ``applyInPandas``); persist the result
+    Each group is evaluated once (one ``applyInArrow``); persist the result
     and take the tables apart with ``split_tables``.
     """
     thresholds = tuple(thresholds)
     policy = policy or ThresholdPolicy()
 
-    def run(key: tuple, pdf: pd.DataFrame) -> pd.DataFrame:
-        state = state_from_pandas(pdf, layout.n_bins)
+    def run(key: tuple, table: pa.Table) -> pa.Table:
+        state = state_from_rows(table, layout.n_bins)
         result = evaluate(state, layout, thresholds, beta, confidence, policy, calibration_bins)
-        return _combined_frame(
-            key,
+        return _combined_table(
+            tuple(k.as_py() for k in key),
             metric_rows(result, state, positive_label),
             confusion_rows(result, positive_label, negative_label),
             curve_columns((positive_label, c) for c in result.curves),
@@ -318,7 +317,7 @@ def derive_tables(
             min_slice_size,
         )
 
-    return histograms.groupBy(*KEY_COLUMNS).applyInPandas(run, schema=COMBINED_SCHEMA)
+    return histograms.groupBy(*KEY_COLUMNS).applyInArrow(run, schema=COMBINED_SCHEMA)
 
 
 def multiclass_state_from_pandas(
@@ -340,7 +339,7 @@ def multiclass_state_from_pandas(
     np.add.at(state.confusion_n, (t[pred], c[pred]), n[pred])
     np.add.at(state.confusion_w, (t[pred], c[pred]), w[pred])
     top = pdf[pred].assign(loss_sum=0.0, sq_err_sum=0.0)
-    state.top_label = state_from_pandas(top.fillna({"w_pos": 0.0, "w_neg": 0.0}), n_bins)
+    state.top_label = state_from_rows(top.fillna({"w_pos": 0.0, "w_neg": 0.0}), n_bins)
     ranked = pdf["true_rank"].notna().to_numpy()
     r = pdf["true_rank"].fillna(0).to_numpy(dtype=np.int64)
     np.add.at(state.rank_n, (t[ranked], r[ranked]), n[ranked])
@@ -407,11 +406,12 @@ def derive_multiclass_tables(
 ) -> DataFrame:
     """Multiclass rows of the three tables in one frame (see ``derive_tables``)."""
 
-    def run(key: tuple, pdf: pd.DataFrame) -> pd.DataFrame:
-        state = multiclass_state_from_pandas(pdf, classes, layout.n_bins)
+    def run(key: tuple, table: pa.Table) -> pa.Table:
+        state = multiclass_state_from_pandas(table.to_pandas(), classes, layout.n_bins)
         result = evaluate_multiclass(state, classes, layout, top_k, confidence, calibration_bins)
         metrics, confusions = _multiclass_rows(result, state, classes)
         curves = curve_columns(result.curves)
-        return _combined_frame(key, metrics, confusions, curves, state.n_rows, min_slice_size)
+        values = tuple(k.as_py() for k in key)
+        return _combined_table(values, metrics, confusions, curves, state.n_rows, min_slice_size)
 
-    return histograms.groupBy(*KEY_COLUMNS).applyInPandas(run, schema=COMBINED_SCHEMA)
+    return histograms.groupBy(*KEY_COLUMNS).applyInArrow(run, schema=COMBINED_SCHEMA)
