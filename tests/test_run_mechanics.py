@@ -7,7 +7,9 @@ import threading
 import time
 
 import pytest
+from delta.tables import DeltaTable
 
+from clfeval.io import tables
 from clfeval.io.session import RUN_CONF, run_settings
 from clfeval.pipeline import _in_parallel
 
@@ -59,3 +61,21 @@ def test_run_settings_are_restored(spark) -> None:
         assert spark.conf.get(key) == RUN_CONF[key]
         raise RuntimeError("a failed run")
     assert spark.conf.get(key, None) == unset
+
+
+def test_table_version_and_id_from_the_log_equal_delta_history(spark, tmp_path) -> None:
+    """The driver-side log read (no Spark job) gives what Delta's public API gives,
+    and is the path taken with the pinned Delta (a Delta upgrade that moves the
+    internal API fails here instead of silently running the slower fallback)."""
+    loc = tables.TableLocation("t", path=str(tmp_path / "t"))
+    assert tables.table_version(spark, loc) is None
+    (tmp_path / "plain").mkdir()
+    spark.range(3).write.parquet(str(tmp_path / "plain" / "data"))
+    plain = tables.TableLocation("plain", path=str(tmp_path / "plain"))
+    assert tables.table_version(spark, plain) is None
+    for n in range(3):
+        spark.range(n + 1).write.format("delta").mode("append").save(loc.path)
+        assert tables._log_snapshot(spark, loc) is not None
+        table = DeltaTable.forPath(spark, loc.path)
+        assert tables.table_version(spark, loc) == table.history(1).first()["version"] == n
+        assert tables.table_id(spark, loc) == table.detail().first()["id"]

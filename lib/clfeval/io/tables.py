@@ -19,6 +19,8 @@ from functools import reduce
 from typing import Protocol
 
 from delta.tables import DeltaTable
+from py4j.java_gateway import JavaObject
+from py4j.protocol import Py4JError
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -186,8 +188,29 @@ def is_concurrent_modification(exc: BaseException) -> bool:
     return error_mentions(exc, CONCURRENT_MODIFICATION_MARKERS)
 
 
+def _log_snapshot(spark: SparkSession, loc: TableLocation) -> JavaObject | None:
+    """The latest snapshot of a path table, read by Delta's log on the driver (a
+    listing of ``_delta_log`` and the last commit: ~10 ms, where ``history(1)`` or
+    ``detail()`` run a Spark job, ~200 ms each and several per run); None where
+    that (internal) Scala API is not reachable: catalog tables, Spark Connect,
+    another Delta build. Callers then use the public API."""
+    jvm = getattr(spark, "_jvm", None)  # Spark Connect sessions have none
+    if loc.path is None or jvm is None:
+        return None
+    try:
+        log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, loc.path)
+        none = jvm.scala.Option.empty()
+        # update(stalenessAcceptable=false, ...): list the log now, never a cached state
+        return log.update(False, none, none)
+    except Py4JError:
+        return None
+
+
 def table_id(spark: SparkSession, loc: TableLocation) -> str:
     """The Delta table's id (new for every table created, kept across versions)."""
+    snapshot = _log_snapshot(spark, loc)
+    if snapshot is not None and snapshot.version() >= 0:
+        return str(snapshot.metadata().id())
     table = _delta_table(spark, loc)
     if table is None:
         raise FileNotFoundError(f"{loc} is not a Delta table")
@@ -196,6 +219,10 @@ def table_id(spark: SparkSession, loc: TableLocation) -> str:
 
 def table_version(spark: SparkSession, loc: TableLocation) -> int | None:
     """The latest committed Delta version, or None when the table does not exist."""
+    snapshot = _log_snapshot(spark, loc)
+    if snapshot is not None:
+        version = int(snapshot.version())
+        return None if version < 0 else version
     table = _delta_table(spark, loc)
     if table is None:
         return None
