@@ -3,15 +3,21 @@ and per-run session settings."""
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from delta.tables import DeltaTable
 
+from clfeval.config import load_config
 from clfeval.io import tables
 from clfeval.io.session import RUN_CONF, run_settings
-from clfeval.pipeline import _in_parallel
+from clfeval.pipeline import _in_parallel, run_evaluation
+from clfeval.spark.demo_data import demo_predictions
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_in_parallel_returns_every_result_and_overlaps() -> None:
@@ -79,3 +85,20 @@ def test_table_version_and_id_from_the_log_equal_delta_history(spark, tmp_path) 
         table = DeltaTable.forPath(spark, loc.path)
         assert tables.table_version(spark, loc) == table.history(1).first()["version"] == n
         assert tables.table_id(spark, loc) == table.detail().first()["id"]
+
+
+def test_outputs_wait_for_the_run_record(spark, tmp_path) -> None:
+    """The run's row is committed beside the scan; when that commit fails, the run
+    fails before writing any output table (nothing written without a run record)."""
+    start = dt.date(2026, 11, 1)
+    rows = demo_predictions(spark, rows=2_000, days=2, start=start, positive_rate=0.2)
+    tables.write_predictions(rows, str(tmp_path / "predictions"))
+    config = load_config(
+        ROOT / "conf" / "demo.toml",
+        [f"input.path={tmp_path / 'predictions'}", f"output.path={tmp_path / 'out'}"],
+    )
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "runs").write_text("a file where the runs table would go")
+    with pytest.raises(Exception, match="runs"):
+        run_evaluation(spark, config, log=lambda _: None)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["runs"]

@@ -257,42 +257,46 @@ def _evaluate(
     run_id = uuid.uuid4().hex
     result = RunResult(run_id, "running", mode=plan.mode)
     result.input_versions = {name: s.version for name, s in sources.items()}
-    _retrying(
-        config,
-        phase,
-        "recording the run",
-        lambda: tables.start_run(
-            spark,
-            config,
-            {
-                "run_id": run_id,
-                "started_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
-                "status": "running",
-                "config_hash": config.fingerprint(),
-                "results_hash": config.results_fingerprint(),
-                "code_version": __version__,
-                "input": str(sources["predictions"].loc),
-                "input_version": sources["predictions"].version,
-                "input_versions": result.input_versions,
-                "input_table_ids": {name: s.table_id for name, s in sources.items()},
-                "mode": plan.mode,
-                "start_date": start,
-                "end_date": end,
-            },
-        ),
-    )
-    try:
-        _run(spark, config, layout, sources, plan, result, phase)
-    except BaseException as exc:
-        result.status = "failed"
-        fields = {**_run_fields(result), "message": str(exc)[:4000]}
-        _retrying(
+    record = {
+        "run_id": run_id,
+        "started_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
+        "status": "running",
+        "config_hash": config.fingerprint(),
+        "results_hash": config.results_fingerprint(),
+        "code_version": __version__,
+        "input": str(sources["predictions"].loc),
+        "input_version": sources["predictions"].version,
+        "input_versions": result.input_versions,
+        "input_table_ids": {name: s.table_id for name, s in sources.items()},
+        "mode": plan.mode,
+        "start_date": start,
+        "end_date": end,
+    }
+    # The run's row is committed while the input is scanned (reading writes
+    # nothing); _run waits for it before its first write.
+    with ThreadPoolExecutor(max_workers=1) as recorder:
+        recorded = recorder.submit(
+            _retrying,
             config,
             phase,
-            "recording the failure",
-            lambda: tables.finish_run(spark, config, run_id, fields),
+            "recording the run",
+            lambda: tables.start_run(spark, config, record),
         )
-        raise
+        try:
+            _run(spark, config, layout, sources, plan, result, phase, recorded.result)
+            recorded.result()
+        except BaseException as exc:
+            if recorded.exception() is not None:
+                raise  # no row of this run to mark failed
+            result.status = "failed"
+            fields = {**_run_fields(result), "message": str(exc)[:4000]}
+            _retrying(
+                config,
+                phase,
+                "recording the failure",
+                lambda: tables.finish_run(spark, config, run_id, fields),
+            )
+            raise
     result.status = "succeeded"
     _retrying(
         config,
@@ -357,7 +361,9 @@ def _run(
     plan: DayPlan,
     result: RunResult,
     phase: _Phases,
+    wait_for_run_record: Callable[[], None],
 ) -> None:
+    """Scan, then (once the run's row is committed) write every table."""
     if plan.days is not None and not plan.days:
         phase("no input changed since the last run: nothing to write")
         return
@@ -386,6 +392,7 @@ def _run(
         states = aggregate.scan_states(rows, config, layout, jvm).persist()
     try:
         per_day = aggregate.reject_counts(states).collect()
+        wait_for_run_record()
         result.rows_read = sum(int(r["n_rows"]) for r in per_day)
         for r in per_day:
             if r["reject_reason"]:
