@@ -499,7 +499,9 @@ def _write_windows(
         read_version = written
     ranges = [*day_ranges, *rollups]
     result.windows = ranges
-    stored = _stored_histograms(spark, config, ranges, read_version)
+    # Read once at the pinned version and kept in memory (states, not input rows):
+    # the derive and the console summary both use it.
+    stored = _stored_histograms(spark, config, ranges, read_version).persist()
     if "labels" in sources:
         extra_metrics = extra_metrics + _coverage_metric_rows(spark, config, per_day, ranges)
     if config.is_multiclass:
@@ -542,12 +544,13 @@ def _write_windows(
                 spark, df, loc, ranges, models
             )
         summarize_run = summarize_multiclass if config.is_multiclass else summarize
-        day_states = _stored_histograms(spark, config, day_ranges, read_version)
+        day_states = stored.where(tables.window_filter(day_ranges))
         writes["summary"] = lambda: summarize_run(day_states, config)
         phase(f"writing {', '.join(n for n in writes if n != 'summary')} (in parallel)")
         done = _in_parallel(writes)
     finally:
         derived.unpersist()
+        stored.unpersist()
     result.summary = done.pop("summary")
     result.output_versions.update(done)
     if config.output.drift:
