@@ -151,6 +151,11 @@ def test_jvm_states_equal_sql_states(
     pdf["event_time"] = pdf["event_time"].dt.tz_localize(None)
     pdf["score"] = scores
     pdf.loc[pdf.index[:5], "label"] = 7
+    # The JVM scan hashes and compares key strings by 8-byte words: values that
+    # differ only past the first word, exactly one or two words long, empty, NULL.
+    devices = ["", "mobile", "abcdefgh", "abcdefgh1", "abcdefgh2", "abcdefghabcdefgh"]
+    devices += ["abcdefghabcdefgX", "gerät-ü", None]
+    pdf["device"] = rng.choice(np.array(devices, dtype=object), scores.size)
     rows = contract.normalize(spark.createDataFrame(pdf), config)
     keys = [*aggregate.DAY_KEYS, "segment__region", "segment__device", "reject_reason", "bin"]
     sql = aggregate.scan_states(rows, config, layout).toPandas()

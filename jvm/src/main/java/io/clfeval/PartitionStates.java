@@ -1,5 +1,6 @@
 package io.clfeval;
 
+import java.nio.ByteOrder;
 import java.util.ArrayList;
 import java.util.Iterator;
 import java.util.List;
@@ -16,6 +17,7 @@ import org.apache.spark.sql.types.DataType;
 import org.apache.spark.sql.types.DataTypes;
 import org.apache.spark.sql.types.StructField;
 import org.apache.spark.sql.types.StructType;
+import org.apache.spark.unsafe.Platform;
 
 /**
  * The binary scan's per-bin sums of each input partition, read straight from Spark's internal
@@ -128,6 +130,7 @@ public final class PartitionStates {
   static final class Scan implements FlatMapFunction<Iterator<InternalRow>, InternalRow> {
     private static final long serialVersionUID = 1L;
     private final DataType[] keyTypes;
+    private final boolean[] isString;
     private final BinSearch bins;
     private final int binCount;
     private final double eps;
@@ -135,6 +138,10 @@ public final class PartitionStates {
 
     Scan(DataType[] keyTypes, double[] edges, double eps, int maxGroups) {
       this.keyTypes = keyTypes;
+      this.isString = new boolean[keyTypes.length];
+      for (int k = 0; k < keyTypes.length; k++) {
+        isString[k] = keyTypes[k] instanceof org.apache.spark.sql.types.StringType;
+      }
       this.bins = new BinSearch(edges);
       this.binCount = edges.length;
       this.eps = eps;
@@ -144,6 +151,22 @@ public final class PartitionStates {
     @Override
     public Iterator<InternalRow> call(Iterator<InternalRow> input) {
       return new States(input);
+    }
+
+    private static final boolean LITTLE_ENDIAN = ByteOrder.nativeOrder() == ByteOrder.LITTLE_ENDIAN;
+
+    /**
+     * The string bytes of one 8-byte word at {@code address}, of which {@code remaining} (may be
+     * more than 8) belong to the string: UnsafeRow pads each variable-length value to whole words,
+     * so the word can be read whole; the bytes past the string are masked off.
+     */
+    private static long word(Object base, long address, int remaining) {
+      long word = Platform.getLong(base, address);
+      if (remaining >= 8) {
+        return word;
+      }
+      int bits = 8 * remaining;
+      return LITTLE_ENDIAN ? word & ((1L << bits) - 1) : word & (-1L << (64 - bits));
     }
 
     /** Reads input until maxGroups groups are held (or the input ends), then emits them. */
@@ -224,17 +247,22 @@ public final class PartitionStates {
         }
       }
 
-      /** The row's group: found by hash and field-wise equality, else added. */
+      /**
+       * The row's group: found by hash and field-wise equality, else added. Rows of Spark's
+       * UnsafeRow format (what the scan's whole-stage code produces) are hashed and compared by
+       * the 8-byte words of their key strings, in place; other rows field by field through
+       * UTF8String. (A group found through one way and looked up through the other would be
+       * held twice; its partial sums still add up in the caller's grouped sum.)
+       */
       private Group groupOf(InternalRow row) {
-        int hash = 17;
-        for (int k = 0; k < keyCount; k++) {
-          hash = hash * 31 + fieldHash(row, k);
-        }
+        boolean unsafe = row instanceof UnsafeRow;
+        int hash = unsafe ? wordHash((UnsafeRow) row) : fieldHash(row);
         int mask = table.length - 1;
         int slot = (hash ^ (hash >>> 16)) & mask;
         while (table[slot] != null) {
           Group g = table[slot];
-          if (g.hash == hash && sameKey(row, g.key)) {
+          if (g.hash == hash
+              && (unsafe ? sameWords((UnsafeRow) row, g.key) : sameKey(row, g.key))) {
             return g;
           }
           slot = (slot + 1) & mask;
@@ -245,13 +273,16 @@ public final class PartitionStates {
         return g;
       }
 
-      private int fieldHash(InternalRow row, int k) {
-        if (row.isNullAt(k)) {
-          return 0;
+      private int fieldHash(InternalRow row) {
+        int hash = 17;
+        for (int k = 0; k < keyCount; k++) {
+          int field = 0;
+          if (!row.isNullAt(k)) {
+            field = isString[k] ? row.getUTF8String(k).hashCode() : row.getInt(k);
+          }
+          hash = hash * 31 + field;
         }
-        return keyTypes[k] instanceof org.apache.spark.sql.types.StringType
-            ? row.getUTF8String(k).hashCode()
-            : Integer.hashCode(row.getInt(k));
+        return hash;
       }
 
       private boolean sameKey(InternalRow row, UnsafeRow key) {
@@ -264,11 +295,70 @@ public final class PartitionStates {
             continue;
           }
           boolean same =
-              keyTypes[k] instanceof org.apache.spark.sql.types.StringType
+              isString[k]
                   ? row.getUTF8String(k).equals(key.getUTF8String(k))
                   : row.getInt(k) == key.getInt(k);
           if (!same) {
             return false;
+          }
+        }
+        return true;
+      }
+
+      private int wordHash(UnsafeRow row) {
+        Object base = row.getBaseObject();
+        long start = row.getBaseOffset();
+        int hash = 17;
+        for (int k = 0; k < keyCount; k++) {
+          int field = 0;
+          if (!row.isNullAt(k)) {
+            if (isString[k]) {
+              long offsetAndSize = row.getLong(k);
+              int size = (int) offsetAndSize;
+              long address = start + (offsetAndSize >>> 32);
+              long h = size;
+              for (int i = 0; i < size; i += 8) {
+                h = h * 0x9E3779B97F4A7C15L + word(base, address + i, size - i);
+              }
+              field = (int) (h ^ (h >>> 32));
+            } else {
+              field = row.getInt(k);
+            }
+          }
+          hash = hash * 31 + field;
+        }
+        return hash;
+      }
+
+      private boolean sameWords(UnsafeRow row, UnsafeRow key) {
+        for (int k = 0; k < keyCount; k++) {
+          boolean isNull = row.isNullAt(k);
+          if (isNull != key.isNullAt(k)) {
+            return false;
+          }
+          if (isNull) {
+            continue;
+          }
+          if (!isString[k]) {
+            if (row.getInt(k) != key.getInt(k)) {
+              return false;
+            }
+            continue;
+          }
+          long a = row.getLong(k);
+          long b = key.getLong(k);
+          int size = (int) a;
+          if (size != (int) b) {
+            return false;
+          }
+          Object baseA = row.getBaseObject();
+          Object baseB = key.getBaseObject();
+          long addressA = row.getBaseOffset() + (a >>> 32);
+          long addressB = key.getBaseOffset() + (b >>> 32);
+          for (int i = 0; i < size; i += 8) {
+            if (word(baseA, addressA + i, size - i) != word(baseB, addressB + i, size - i)) {
+              return false;
+            }
           }
         }
         return true;
