@@ -204,8 +204,11 @@ def sklearn_all_groups(spark: SparkSession, path: str) -> tuple[float, float, di
     frame = pq.ParquetDataset([f.removeprefix("file:") for f in files], partitioning=None).read(
         columns=["model_version", "segment", "event_time", "label", "score"]
     )
-    pdf = frame.to_pandas()
-    pdf["day"] = pdf.event_time.dt.date
+    # self_destruct frees the Arrow buffers as columns convert; the day stays a
+    # datetime64 column (Python date objects for 100M rows did not fit in memory)
+    pdf = frame.to_pandas(split_blocks=True, self_destruct=True)
+    del frame
+    pdf["day"] = pdf.event_time.dt.floor("D")
     read = time.perf_counter() - t0
     t0 = time.perf_counter()
     aucs = {}
@@ -216,7 +219,8 @@ def sklearn_all_groups(spark: SparkSession, path: str) -> tuple[float, float, di
         for key, part in pdf.groupby(list(keys)):
             y, p = part.label.to_numpy(), part.score.to_numpy()
             if 0 < y.sum() < len(y):
-                aucs[(columns, *key)] = roc_auc_score(y, p)
+                *names, day = key
+                aucs[(columns, *names, day.date())] = roc_auc_score(y, p)
                 average_precision_score(y, p)
     return read, time.perf_counter() - t0, aucs
 
