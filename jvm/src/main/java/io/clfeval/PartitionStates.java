@@ -155,6 +155,39 @@ public final class PartitionStates {
 
     private static final boolean LITTLE_ENDIAN = ByteOrder.nativeOrder() == ByteOrder.LITTLE_ENDIAN;
 
+    /** Hash of string field {@code k} of {@code row} from its words. */
+    private static int wordHash(UnsafeRow row, int k) {
+      long offsetAndSize = row.getLong(k);
+      int size = (int) offsetAndSize;
+      Object base = row.getBaseObject();
+      long address = row.getBaseOffset() + (offsetAndSize >>> 32);
+      long h = size;
+      for (int i = 0; i < size; i += 8) {
+        h = h * 0x9E3779B97F4A7C15L + word(base, address + i, size - i);
+      }
+      return (int) (h ^ (h >>> 32));
+    }
+
+    /** Whether string field {@code k} holds the same bytes in both rows. */
+    private static boolean sameWords(UnsafeRow row, UnsafeRow key, int k) {
+      long a = row.getLong(k);
+      long b = key.getLong(k);
+      int size = (int) a;
+      if (size != (int) b) {
+        return false;
+      }
+      Object baseA = row.getBaseObject();
+      Object baseB = key.getBaseObject();
+      long addressA = row.getBaseOffset() + (a >>> 32);
+      long addressB = key.getBaseOffset() + (b >>> 32);
+      for (int i = 0; i < size; i += 8) {
+        if (word(baseA, addressA + i, size - i) != word(baseB, addressB + i, size - i)) {
+          return false;
+        }
+      }
+      return true;
+    }
+
     /**
      * The string bytes of one 8-byte word at {@code address}, of which {@code remaining} (may be
      * more than 8) belong to the string: UnsafeRow pads each variable-length value to whole words,
@@ -249,20 +282,30 @@ public final class PartitionStates {
 
       /**
        * The row's group: found by hash and field-wise equality, else added. Rows of Spark's
-       * UnsafeRow format (what the scan's whole-stage code produces) are hashed and compared by
-       * the 8-byte words of their key strings, in place; other rows field by field through
-       * UTF8String. (A group found through one way and looked up through the other would be
-       * held twice; its partial sums still add up in the caller's grouped sum.)
+       * UnsafeRow format (what the scan's whole-stage code produces) have their key strings
+       * hashed and compared by 8-byte words, in place; other rows through UTF8String. (A group
+       * added through one way and looked up through the other would be held twice; its partial
+       * sums still add up in the caller's grouped sum.)
        */
       private Group groupOf(InternalRow row) {
-        boolean unsafe = row instanceof UnsafeRow;
-        int hash = unsafe ? wordHash((UnsafeRow) row) : fieldHash(row);
+        boolean words = row instanceof UnsafeRow;
+        int hash = 17;
+        for (int k = 0; k < keyCount; k++) {
+          int field = 0;
+          if (!row.isNullAt(k)) {
+            if (!isString[k]) {
+              field = row.getInt(k);
+            } else {
+              field = words ? wordHash((UnsafeRow) row, k) : row.getUTF8String(k).hashCode();
+            }
+          }
+          hash = hash * 31 + field;
+        }
         int mask = table.length - 1;
         int slot = (hash ^ (hash >>> 16)) & mask;
         while (table[slot] != null) {
           Group g = table[slot];
-          if (g.hash == hash
-              && (unsafe ? sameWords((UnsafeRow) row, g.key) : sameKey(row, g.key))) {
+          if (g.hash == hash && sameKey(row, g.key, words)) {
             return g;
           }
           slot = (slot + 1) & mask;
@@ -273,19 +316,7 @@ public final class PartitionStates {
         return g;
       }
 
-      private int fieldHash(InternalRow row) {
-        int hash = 17;
-        for (int k = 0; k < keyCount; k++) {
-          int field = 0;
-          if (!row.isNullAt(k)) {
-            field = isString[k] ? row.getUTF8String(k).hashCode() : row.getInt(k);
-          }
-          hash = hash * 31 + field;
-        }
-        return hash;
-      }
-
-      private boolean sameKey(InternalRow row, UnsafeRow key) {
+      private boolean sameKey(InternalRow row, UnsafeRow key, boolean words) {
         for (int k = 0; k < keyCount; k++) {
           boolean isNull = row.isNullAt(k);
           if (isNull != key.isNullAt(k)) {
@@ -294,71 +325,16 @@ public final class PartitionStates {
           if (isNull) {
             continue;
           }
-          boolean same =
-              isString[k]
-                  ? row.getUTF8String(k).equals(key.getUTF8String(k))
-                  : row.getInt(k) == key.getInt(k);
+          boolean same;
+          if (!isString[k]) {
+            same = row.getInt(k) == key.getInt(k);
+          } else if (words) {
+            same = sameWords((UnsafeRow) row, key, k);
+          } else {
+            same = row.getUTF8String(k).equals(key.getUTF8String(k));
+          }
           if (!same) {
             return false;
-          }
-        }
-        return true;
-      }
-
-      private int wordHash(UnsafeRow row) {
-        Object base = row.getBaseObject();
-        long start = row.getBaseOffset();
-        int hash = 17;
-        for (int k = 0; k < keyCount; k++) {
-          int field = 0;
-          if (!row.isNullAt(k)) {
-            if (isString[k]) {
-              long offsetAndSize = row.getLong(k);
-              int size = (int) offsetAndSize;
-              long address = start + (offsetAndSize >>> 32);
-              long h = size;
-              for (int i = 0; i < size; i += 8) {
-                h = h * 0x9E3779B97F4A7C15L + word(base, address + i, size - i);
-              }
-              field = (int) (h ^ (h >>> 32));
-            } else {
-              field = row.getInt(k);
-            }
-          }
-          hash = hash * 31 + field;
-        }
-        return hash;
-      }
-
-      private boolean sameWords(UnsafeRow row, UnsafeRow key) {
-        for (int k = 0; k < keyCount; k++) {
-          boolean isNull = row.isNullAt(k);
-          if (isNull != key.isNullAt(k)) {
-            return false;
-          }
-          if (isNull) {
-            continue;
-          }
-          if (!isString[k]) {
-            if (row.getInt(k) != key.getInt(k)) {
-              return false;
-            }
-            continue;
-          }
-          long a = row.getLong(k);
-          long b = key.getLong(k);
-          int size = (int) a;
-          if (size != (int) b) {
-            return false;
-          }
-          Object baseA = row.getBaseObject();
-          Object baseB = key.getBaseObject();
-          long addressA = row.getBaseOffset() + (a >>> 32);
-          long addressB = key.getBaseOffset() + (b >>> 32);
-          for (int i = 0; i < size; i += 8) {
-            if (word(baseA, addressA + i, size - i) != word(baseB, addressB + i, size - i)) {
-              return false;
-            }
           }
         }
         return true;
