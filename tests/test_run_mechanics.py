@@ -3,7 +3,6 @@ and per-run session settings."""
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 import time
 from pathlib import Path
@@ -15,7 +14,6 @@ from clfeval.config import load_config
 from clfeval.io import tables
 from clfeval.io.session import RUN_CONF, run_settings
 from clfeval.pipeline import _in_parallel, run_evaluation
-from clfeval.spark.demo_data import demo_predictions
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,16 +85,18 @@ def test_table_version_and_id_from_the_log_equal_delta_history(spark, tmp_path) 
         assert tables.table_id(spark, loc) == table.detail().first()["id"]
 
 
-def test_outputs_wait_for_the_run_record(spark, tmp_path) -> None:
+def demo_config(demo_output: Path, out: Path):
+    """The demo config on the suite's demo predictions, writing to ``out``."""
+    predictions = demo_output / "predictions"
+    return load_config(
+        ROOT / "conf" / "demo.toml", [f"input.path={predictions}", f"output.path={out}"]
+    )
+
+
+def test_outputs_wait_for_the_run_record(spark, demo_output, tmp_path) -> None:
     """The run's row is committed beside the scan; when that commit fails, the run
     fails before writing any output table (nothing written without a run record)."""
-    start = dt.date(2026, 11, 1)
-    rows = demo_predictions(spark, rows=2_000, days=2, start=start, positive_rate=0.2)
-    tables.write_predictions(rows, str(tmp_path / "predictions"))
-    config = load_config(
-        ROOT / "conf" / "demo.toml",
-        [f"input.path={tmp_path / 'predictions'}", f"output.path={tmp_path / 'out'}"],
-    )
+    config = demo_config(demo_output, tmp_path / "out")
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "runs").write_text("a file where the runs table would go")
     with pytest.raises(Exception, match="runs"):
@@ -104,21 +104,15 @@ def test_outputs_wait_for_the_run_record(spark, tmp_path) -> None:
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["runs"]
 
 
-def test_a_second_run_reuses_the_generated_classes(spark, tmp_path) -> None:
+def test_a_second_run_reuses_the_generated_classes(spark, demo_output, tmp_path) -> None:
     """Spark's generated-code cache holds a whole run's classes (CODEGEN_CONF):
     rerunning the same evaluation in the same session compiles few new ones
-    (demo config: 184 classes in the first run, 4 in the second; 179 again with
-    Spark's default of 100 entries)."""
-    start = dt.date(2026, 11, 1)
-    rows = demo_predictions(spark, rows=2_000, days=2, start=start, positive_rate=0.2)
-    tables.write_predictions(rows, str(tmp_path / "predictions"))
+    (demo config, measured: ~180 classes in a first run, 4 in the second; ~180
+    again with Spark's default of 100 entries)."""
     compilations = spark._jvm.org.apache.spark.metrics.source.CodegenMetrics
     counts = []
     for n in range(2):
-        config = load_config(
-            ROOT / "conf" / "demo.toml",
-            [f"input.path={tmp_path / 'predictions'}", f"output.path={tmp_path / f'out{n}'}"],
-        )
+        config = demo_config(demo_output, tmp_path / f"out{n}")
         before = compilations.METRIC_COMPILATION_TIME().getCount()
         run_evaluation(spark, config, log=lambda _: None)
         counts.append(compilations.METRIC_COMPILATION_TIME().getCount() - before)

@@ -242,8 +242,9 @@ def _combined_table(
 ) -> pa.Table:
     """One group's rows of the three tables as one Arrow table of COMBINED_SCHEMA,
     assembled column by column (per-row objects cost more than the evaluation
-    itself). NaN in a float column becomes NULL, as a pandas NaN did."""
-    keys = dict(zip(KEY_COLUMNS, key, strict=True))
+    itself); ``key`` is the group's key as ``applyInArrow`` passes it (Arrow
+    scalars). NaN in a float column becomes NULL, as a pandas NaN did."""
+    keys = dict(zip(KEY_COLUMNS, (k.as_py() for k in key), strict=True))
     if keys["slice_key"] != "" and n_rows < min_size and metrics:
         suppress_small_slice(metrics, min_size)
         curves = {}
@@ -309,7 +310,7 @@ def derive_tables(
         state = state_from_rows(table, layout.n_bins)
         result = evaluate(state, layout, thresholds, beta, confidence, policy, calibration_bins)
         return _combined_table(
-            tuple(k.as_py() for k in key),
+            key,
             metric_rows(result, state, positive_label),
             confusion_rows(result, positive_label, negative_label),
             curve_columns((positive_label, c) for c in result.curves),
@@ -411,7 +412,6 @@ def derive_multiclass_tables(
         result = evaluate_multiclass(state, classes, layout, top_k, confidence, calibration_bins)
         metrics, confusions = _multiclass_rows(result, state, classes)
         curves = curve_columns(result.curves)
-        values = tuple(k.as_py() for k in key)
-        return _combined_table(values, metrics, confusions, curves, state.n_rows, min_slice_size)
+        return _combined_table(key, metrics, confusions, curves, state.n_rows, min_slice_size)
 
     return histograms.groupBy(*KEY_COLUMNS).applyInArrow(run, schema=COMBINED_SCHEMA)
