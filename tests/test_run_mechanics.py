@@ -67,6 +67,14 @@ def test_run_settings_are_restored(spark) -> None:
     assert spark.conf.get(key, None) == unset
 
 
+def test_local_sessions_use_the_parallel_collector(spark) -> None:
+    """local_small_conf's JVM option reaches the JVM the suite's session started
+    (a setting that silently stays unapplied would cost every local run)."""
+    beans = spark._jvm.java.lang.management.ManagementFactory.getGarbageCollectorMXBeans()
+    names = {bean.getName() for bean in beans}
+    assert names == {"PS Scavenge", "PS MarkSweep"}, names
+
+
 def test_table_version_and_id_from_the_log_equal_delta_history(spark, tmp_path) -> None:
     """The driver-side log read (no Spark job) gives what Delta's public API gives,
     and is the path taken with the pinned Delta (a Delta upgrade that moves the
