@@ -243,9 +243,11 @@ def _combined_table(
     """One group's rows of the three tables as one Arrow table of COMBINED_SCHEMA,
     assembled column by column (per-row objects cost more than the evaluation
     itself); ``key`` is the group's key as ``applyInArrow`` passes it (Arrow
-    scalars). NaN in a float column becomes NULL, as a pandas NaN did."""
-    keys = dict(zip(KEY_COLUMNS, (k.as_py() for k in key), strict=True))
-    if keys["slice_key"] != "" and n_rows < min_size and metrics:
+    scalars). Constant columns (the key, ``output_table``, a table's columns the
+    other tables lack) are built in Arrow: from a Python list they took as long
+    as the group's evaluation. NaN in a float column becomes NULL, as a pandas NaN did."""
+    keys = dict(zip(KEY_COLUMNS, key, strict=True))
+    if keys["slice_key"].as_py() != "" and n_rows < min_size and metrics:
         suppress_small_slice(metrics, min_size)
         curves = {}
     parts = {
@@ -259,20 +261,19 @@ def _combined_table(
     for field in _COMBINED_ARROW:
         name = field.name
         if name in keys:
-            values: Any = [keys[name]] * total
-        elif name == "output_table":
-            values = np.repeat(np.array(list(lengths), dtype=object), list(lengths.values()))
-        else:
-            kind = float if name in _FLOAT_COLUMNS else object
-            values = np.concatenate(
-                [
-                    np.asarray(columns[name], dtype=kind)
-                    if name in columns
-                    else np.full(lengths[table], None, dtype=kind)
-                    for table, columns in parts.items()
-                ]
-            )
-        arrays.append(pa.array(values, type=field.type, from_pandas=True))
+            arrays.append(pa.repeat(keys[name].cast(field.type), total))
+            continue
+        pieces = []
+        for table, columns in parts.items():
+            if name == "output_table":
+                pieces.append(pa.repeat(pa.scalar(table, field.type), lengths[table]))
+            elif name in columns:
+                kind = float if name in _FLOAT_COLUMNS else object
+                values = np.asarray(columns[name], dtype=kind)
+                pieces.append(pa.array(values, type=field.type, from_pandas=True))
+            else:
+                pieces.append(pa.nulls(lengths[table], field.type))
+        arrays.append(pa.concat_arrays(pieces))
     return pa.Table.from_arrays(arrays, schema=_COMBINED_ARROW)
 
 
