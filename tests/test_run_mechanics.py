@@ -3,6 +3,7 @@ and per-run session settings."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -125,3 +126,33 @@ def test_a_second_run_reuses_the_generated_classes(spark, demo_output, tmp_path)
         run_evaluation(spark, config, log=lambda _: None)
         counts.append(compilations.METRIC_COMPILATION_TIME().getCount() - before)
     assert counts[1] <= 20, counts  # the run's own few (run id, dates), not all
+
+
+def _file_statistics(table: Path) -> list[dict]:
+    """The per-file statistics of every file added in the table's Delta log."""
+    found = []
+    for commit in sorted((table / "_delta_log").glob("*.json")):
+        for line in commit.read_text().splitlines():
+            action = json.loads(line)
+            if "add" in action:
+                found.append(json.loads(action["add"]["stats"]))
+    return found
+
+
+def test_output_tables_keep_statistics_of_the_model_columns_only(spark, demo_output) -> None:
+    """Windowed output tables are created with OUTPUT_TABLE_PROPERTIES: their files
+    carry min/max of model_name and model_version (what a reader skips files by) and
+    no other column's; the runs table keeps Delta's default statistics (finish_run
+    finds the run's row by run_id)."""
+    out = demo_output / "metrics"
+    for name in ("score_histograms", "metrics", "confusion_matrices", "curves"):
+        table = out / name
+        detail = DeltaTable.forPath(spark, str(table)).detail().first()
+        assert detail["properties"]["delta.dataSkippingStatsColumns"] == "model_name,model_version"
+        statistics = _file_statistics(table)
+        assert statistics, name
+        for stats in statistics:
+            assert stats["numRecords"] > 0
+            assert set(stats["minValues"]) == {"model_name", "model_version"}, (name, stats)
+    runs = _file_statistics(out / "runs")
+    assert runs and all("run_id" in stats["minValues"] for stats in runs)

@@ -29,6 +29,16 @@ from clfeval.config import GRANULARITY_NAME, MODEL_NAME, Config
 
 OUTPUT_TABLES = ("score_histograms", "confusion_matrices", "metrics", "curves", "runs")
 PARTITION_COLUMNS = ("granularity", "window_start")
+
+# Table properties of the windowed output tables, set when a write creates one
+# (Delta ignores them on later writes). Per-file min/max statistics only for the
+# model columns: a (granularity, window_start) partition holds one file per model
+# evaluated into it, so the model is what a reader can skip files by; statistics of
+# every column cost more than writing the small file itself (20M-row benchmark
+# run, 6 alternating repetitions in one process: 7.34 s -> 6.62 s, process CPU
+# 12.6 -> 11.3 s). Tables created by an older clfeval keep their statistics;
+# `ALTER TABLE ... SET TBLPROPERTIES` applies these to them.
+OUTPUT_TABLE_PROPERTIES = {"delta.dataSkippingStatsColumns": "model_name,model_version"}
 GRANULARITY = GRANULARITY_NAME
 
 
@@ -291,6 +301,7 @@ def replace_windows(
         .option("mergeSchema", "true")
         .mode("overwrite")
         .option("replaceWhere", window_predicate(ranges, models))
+        .options(**OUTPUT_TABLE_PROPERTIES)
     )
     if loc.qualified_name is not None:
         writer.saveAsTable(loc.qualified_name)
