@@ -4,6 +4,7 @@ and per-run session settings."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ from delta.tables import DeltaTable
 
 from clfeval.config import load_config
 from clfeval.io import tables
-from clfeval.io.session import RUN_CONF, run_settings
+from clfeval.io.session import RUN_CONF, local_small_conf, run_settings
 from clfeval.pipeline import _in_parallel, run_evaluation
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,6 +75,16 @@ def test_local_sessions_use_the_parallel_collector(spark) -> None:
     beans = spark._jvm.java.lang.management.ManagementFactory.getGarbageCollectorMXBeans()
     names = {bean.getName() for bean in beans}
     assert names == {"PS Scavenge", "PS MarkSweep"}, names
+
+
+def test_local_sessions_use_one_shuffle_partition_per_core(spark) -> None:
+    """The suite's local[2] session runs its small post-scan stages as 2 tasks
+    (local_small_conf); local[*] follows the machine's cores."""
+    assert spark.conf.get("spark.sql.shuffle.partitions") == "2"
+    assert local_small_conf("local[3]")["spark.sql.shuffle.partitions"] == "3"
+    assert local_small_conf("local[3,2]")["spark.sql.shuffle.partitions"] == "3"
+    cores = os.cpu_count() or 1
+    assert local_small_conf(None)["spark.sql.shuffle.partitions"] == str(cores)
 
 
 def test_table_version_and_id_from_the_log_equal_delta_history(spark, tmp_path) -> None:

@@ -53,10 +53,12 @@ CODEGEN_CONF = {"spark.sql.codegen.cache.maxEntries": "1000"}
 def local_small_conf(master: str | None) -> dict[str, str]:
     """Settings for one small machine (``master`` local[N] or local[*]; None is
     local[*]), used by the tests and by local runs of the jobs: no UI, few Delta
-    log-replay partitions, and 2 shuffle partitions per core. Every stage after
-    the scan is small (states, metric rows), so more tasks only add overhead:
-    a 2M-row run on 2 cores took 11.7 s with 8 partitions and 11.0 s with 4
-    (medians of 4 alternating repetitions).
+    log-replay partitions, and one shuffle partition per core. Every stage after
+    the scan is small (states, metric rows), so more tasks only add overhead
+    (each task generates its projections' code, is serialized and scheduled):
+    a 2M-row run on 2 cores took 11.7 s with 8 partitions and 11.0 s with 4;
+    a 20M-row run took 7.44 s with 4 and 6.70 s with 2 (medians of 8
+    alternating repetitions in one process; 2 was faster in all 8 pairs).
 
     The JVM (driver and executor in one) uses the parallel garbage collector: a
     batch job wants throughput, not G1's short pauses, and G1's concurrent work
@@ -64,11 +66,11 @@ def local_small_conf(master: str | None) -> dict[str, str]:
     collector, six runs each: first run 33.5-33.9 s with G1 against 31.3-32.2 s,
     median of runs 3-6 11.8-12.5 s against 11.1-11.6 s. Takes effect when this
     process starts the JVM."""
-    match = re.fullmatch(r"local\[(\d+)", master or "")
+    match = re.fullmatch(r"local\[(\d+)(,\d+)?\]", master or "")
     cores = int(match.group(1)) if match else (os.cpu_count() or 1)
     return {
         "spark.driver.extraJavaOptions": "-XX:+UseParallelGC",
-        "spark.sql.shuffle.partitions": str(2 * max(1, cores)),
+        "spark.sql.shuffle.partitions": str(max(1, cores)),
         "spark.databricks.delta.snapshotPartitions": "2",
         "spark.ui.enabled": "false",
     }
