@@ -29,6 +29,7 @@ from clfeval.config import GRANULARITY_NAME, MODEL_NAME, Config
 
 OUTPUT_TABLES = ("score_histograms", "confusion_matrices", "metrics", "curves", "runs")
 PARTITION_COLUMNS = ("granularity", "window_start")
+GRANULARITY = GRANULARITY_NAME
 
 # Table properties of the windowed output tables, set when a write creates one
 # (Delta ignores them on later writes). Per-file min/max statistics only for the
@@ -39,7 +40,6 @@ PARTITION_COLUMNS = ("granularity", "window_start")
 # 12.6 -> 11.3 s). Tables created by an older clfeval keep their statistics;
 # `ALTER TABLE ... SET TBLPROPERTIES` applies these to them.
 OUTPUT_TABLE_PROPERTIES = {"delta.dataSkippingStatsColumns": "model_name,model_version"}
-GRANULARITY = GRANULARITY_NAME
 
 
 RUNS_SCHEMA = T.StructType(
