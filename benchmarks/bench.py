@@ -158,14 +158,15 @@ def timed(
 ) -> list[float]:
     """Wall seconds of ``reps`` calls; with ``spark`` and ``jit``, the JIT
     compiler's seconds during each call are appended to ``jit``."""
+    measure_jit = spark is not None and jit is not None
     times = []
     for k in range(reps):
-        compiled = jit_seconds(spark) if spark is not None else 0.0
+        compiled = jit_seconds(spark) if measure_jit else 0.0
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
         line = f"  {label} rep {k + 1}: {times[-1]:.1f} s"
-        if spark is not None and jit is not None:
+        if measure_jit:
             jit.append(jit_seconds(spark) - compiled)
             line += f" (JIT compiler {jit[-1]:.1f} s)"
         print(line, flush=True)

@@ -1,6 +1,10 @@
-"""Comparing two clfeval output folders table by table (incremental, fault tests)."""
+"""Comparing two clfeval output folders table by table (incremental, fault tests),
+and reading what a Delta table's log says about its files."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,3 +31,17 @@ def assert_same_tables(spark, config_a, config_b) -> None:
         a, b = output_frame(spark, config_a, name), output_frame(spark, config_b, name)
         assert len(a) == len(b), name
         pd.testing.assert_frame_equal(a, b[a.columns], check_exact=False, rtol=1e-9, atol=1e-12)
+
+
+def log_actions(table: str | Path, kind: str, after_version: int = -1) -> list[dict]:
+    """The ``kind`` actions ("add", "remove", ...) of every commit after
+    ``after_version`` in a path table's ``_delta_log`` JSON, oldest first."""
+    found = []
+    for commit in sorted(Path(table, "_delta_log").glob("*.json")):
+        if int(commit.stem) <= after_version:
+            continue
+        for line in commit.read_text().splitlines():
+            action = json.loads(line)
+            if kind in action:
+                found.append(action[kind])
+    return found

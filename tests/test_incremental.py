@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 from pathlib import Path
 
 import pytest
-from compare import COMPARED, assert_same_tables, output_frame
+from compare import COMPARED, assert_same_tables, log_actions, output_frame
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 from sklearn import metrics as skm
@@ -58,16 +57,10 @@ def config_for(tmp: Path, output: str, **sections) -> object:
 def removed_partitions(path: str, after_version: int) -> set[tuple[str, str]]:
     """(granularity, window_start) of every file that commits after ``after_version``
     removed from a Delta table (read from its _delta_log JSON)."""
-    out = set()
-    for commit in sorted(Path(path, "_delta_log").glob("*.json")):
-        if int(commit.stem) <= after_version:
-            continue
-        for line in commit.read_text().splitlines():
-            action = json.loads(line)
-            if "remove" in action:
-                values = action["remove"]["partitionValues"]
-                out.add((values["granularity"], values["window_start"]))
-    return out
+    return {
+        (values["granularity"], values["window_start"])
+        for values in (a["partitionValues"] for a in log_actions(path, "remove", after_version))
+    }
 
 
 def windows_of(days: list[dt.date], latest: dt.date) -> set[tuple[str, str]]:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from compare import COMPARED, log_actions
 from delta.tables import DeltaTable
 
 from clfeval.config import load_config
@@ -141,13 +142,7 @@ def test_a_second_run_reuses_the_generated_classes(spark, demo_output, tmp_path)
 
 def _file_statistics(table: Path) -> list[dict]:
     """The per-file statistics of every file added in the table's Delta log."""
-    found = []
-    for commit in sorted((table / "_delta_log").glob("*.json")):
-        for line in commit.read_text().splitlines():
-            action = json.loads(line)
-            if "add" in action:
-                found.append(json.loads(action["add"]["stats"]))
-    return found
+    return [json.loads(add["stats"]) for add in log_actions(table, "add")]
 
 
 def test_output_tables_keep_statistics_of_the_model_columns_only(spark, demo_output) -> None:
@@ -156,10 +151,10 @@ def test_output_tables_keep_statistics_of_the_model_columns_only(spark, demo_out
     no other column's; the runs table keeps Delta's default statistics (finish_run
     finds the run's row by run_id)."""
     out = demo_output / "metrics"
-    for name in ("score_histograms", "metrics", "confusion_matrices", "curves"):
+    for name in COMPARED:  # the windowed tables
         table = out / name
         detail = DeltaTable.forPath(spark, str(table)).detail().first()
-        assert detail["properties"]["delta.dataSkippingStatsColumns"] == "model_name,model_version"
+        assert tables.OUTPUT_TABLE_PROPERTIES.items() <= detail["properties"].items(), name
         statistics = _file_statistics(table)
         assert statistics, name
         for stats in statistics:
