@@ -527,12 +527,13 @@ def _write_windows(
             config.metrics.calibration_bins,
             config.slices.min_slice_size,
         )
-    # Evaluated once per group, kept in memory (small: rows per group, not per input
-    # row) and materialized before the three tables are written from it.
+    # Evaluated once per group and kept in memory (small: rows per group, not per
+    # input row) for the three writes below. No count() first: the writes run at
+    # once, and a task needing a cached block another task is computing waits and
+    # reads it, so each group is still evaluated once, without one more job
+    # (checked: 231 evaluations for 231 groups; 20M-row run 6.98 -> 6.63 s).
     derived = derived.persist()
     try:
-        phase(f"deriving metrics, confusion matrices and curves of {len(ranges)} window range(s)")
-        derived.count()
         writes: dict[str, Callable[[], object]] = {}
         for name, df in derive.split_tables(derived).items():
             if name == "metrics" and extra_metrics:
@@ -546,7 +547,10 @@ def _write_windows(
         summarize_run = summarize_multiclass if config.is_multiclass else summarize
         day_states = stored.where(tables.window_filter(day_ranges))
         writes["summary"] = lambda: summarize_run(day_states, config)
-        phase(f"writing {', '.join(n for n in writes if n != 'summary')} (in parallel)")
+        phase(
+            f"deriving metrics, confusion matrices and curves of {len(ranges)} window "
+            f"range(s); writing {', '.join(n for n in writes if n != 'summary')} (in parallel)"
+        )
         done = _in_parallel(writes)
     finally:
         derived.unpersist()
