@@ -262,3 +262,67 @@ def test_property_rows_accounted_or_nothing_written(
         return
     assert result.rows_read == len(rows)
     assert result.rows_evaluated + result.rows_rejected == len(rows)
+
+
+@pytest.mark.parametrize("kind", ["map", "array"])
+def test_each_multiclass_probability_reason(spark, kind: str) -> None:
+    """Every probability check of a 3-class task, one defect per row, for a map
+    (by class name) and an array (in class order) column: the first reason that
+    applies, in the documented order, and NULL for good rows (ties, 0 and 1 and
+    a sum within the tolerance are good)."""
+    from clfeval.spark import contract
+
+    classes = ["a", "b", "c"]
+    inf, nan = math.inf, math.nan
+    cases = [
+        ([0.2, 0.3, 0.5], None),
+        ([1 / 3, 1 / 3, 1 / 3], None),
+        ([0.0, 1.0, 0.0], None),
+        ([0.2, 0.3, 0.5 + 5e-4], None),
+        (None, "null_probability"),
+        ([0.5, 0.5], "bad_probability_length"),
+        ([0.2, None, 0.8], "null_probability"),
+        ([0.2, nan, 0.8], "nan_probability"),
+        ([nan, None, 0.8], "null_probability"),
+        ([0.2, inf, 0.8], "infinite_probability"),
+        ([-inf, 0.2, 0.8], "infinite_probability"),
+        ([-0.1, 0.3, 0.8], "probability_out_of_range"),
+        ([0.1, 0.3, 1.5], "probability_out_of_range"),
+        ([0.2, 0.3, 0.4], "probabilities_not_normalized"),
+    ]
+    if kind == "map":
+        values: list = [
+            None if p is None else dict(zip(classes, p, strict=False)) for p, _ in cases
+        ]
+        # a map with the right size but a wrong key
+        values.append({"a": 0.2, "b": 0.3, "x": 0.5})
+        column_type = T.MapType(T.StringType(), T.DoubleType())
+    else:
+        values = [p for p, _ in cases]
+        column_type = T.ArrayType(T.DoubleType())
+    expected = [reason for _, reason in cases] + (
+        ["bad_probability_length"] if kind == "map" else []
+    )
+    schema = T.StructType(
+        [
+            T.StructField("n", T.IntegerType()),
+            T.StructField("model_name", T.StringType()),
+            T.StructField("model_version", T.StringType()),
+            T.StructField("event_time", T.TimestampType()),
+            T.StructField("label", T.StringType()),
+            T.StructField("probabilities", column_type),
+        ]
+    )
+    at = dt.datetime(2026, 3, 1, 12)
+    frame = spark.createDataFrame(
+        [(n, "m", "v1", at, "a", v) for n, v in enumerate(values)], schema
+    )
+    config = parse_config(
+        {
+            "input": {"path": "unused"},
+            "task": {"type": "multiclass", "classes": classes},
+        }
+    )
+    rows = contract.normalize_multiclass(frame.orderBy("n"), config)
+    got = [r.reject_reason for r in rows.select("reject_reason").collect()]
+    assert got == expected
