@@ -14,6 +14,7 @@ from clfeval.config import parse_config
 from clfeval.core.binary import BinaryState
 from clfeval.core.slices import join_values
 from clfeval.spark import aggregate, contract
+from clfeval.spark.demo_data import SPECIES, demo_multiclass_predictions
 
 pytestmark = pytest.mark.spark
 
@@ -241,4 +242,57 @@ def test_collated_keys_fall_back_to_spark_sql_grouping(spark) -> None:
     assert not got.duplicated(subset=keys).any()  # one group for "m1" and "M1"
     pd.testing.assert_frame_equal(
         got.sort_values(keys).reset_index(drop=True), sql.sort_values(keys).reset_index(drop=True)
+    )
+
+
+@pytest.mark.parametrize(("weighted", "max_items"), [(True, None), (False, None), (True, 5)])
+def test_jvm_multiclass_states_equal_sql_states(
+    spark, weighted: bool, max_items: int | None
+) -> None:
+    """The JVM multiclass scan against the SQL aggregation that explodes each row
+    into K items, on the same rows: the same (group, reject reason, class, true
+    class, predicted, true rank, bin) keys, equal counts, sums to rtol 1e-12,
+    NULL where SQL's sums are NULL. The rows include rejected ones (every reason
+    of the demo data: at least three), ties (all classes equally likely: rank counts only
+    classes strictly above the true one), probabilities 0 and 1 (first and last
+    bin) and, with 5 items per task, partial sums emitted many times over."""
+    config = parse_config(
+        {
+            "input": {"path": "unused", "weight_column": "weight" if weighted else None},
+            "task": {"type": "multiclass", "classes": list(SPECIES)},
+            "bins": {"count": 200},
+            "slices": {"segment_columns": ["region"]},
+        }
+    )
+    layout = config.layout()
+    demo = demo_multiclass_predictions(spark, rows=3000, days=2, bad_row_rate=0.05)
+    row = F.monotonically_increasing_id()
+    uniform = F.create_map(*[x for c in SPECIES for x in (F.lit(c), F.lit(1.0 / len(SPECIES)))])
+    certain = F.create_map(
+        *[x for k, c in enumerate(SPECIES) for x in (F.lit(c), F.lit(1.0 if k == 0 else 0.0))]
+    )
+    frame = demo.withColumn(
+        "probabilities",
+        F.when(row % 17 == 0, uniform)
+        .when(row % 19 == 0, certain)
+        .otherwise(F.col("probabilities")),
+    ).withColumn("weight", F.rand(5) * 2 + 0.1)
+    rows = contract.normalize_multiclass(frame, config)
+    scan = jvm_scan(spark, layout)
+    assert aggregate.multiclass_jvm_fits(rows, config, layout, scan)
+    if max_items is not None:
+        scan = dataclasses.replace(scan, max_items=max_items)
+    keys = [*aggregate.DAY_KEYS, "segment__region", "reject_reason"]
+    keys += [*aggregate.MULTICLASS_KEYS, "bin"]
+    sql = aggregate.scan_multiclass_states(rows, config, layout).toPandas()
+    jvm = aggregate.scan_multiclass_states(rows, config, layout, scan).toPandas()
+    assert list(jvm.columns) == list(sql.columns)
+    reasons = set(jvm.reject_reason.dropna())
+    assert len(reasons) >= 3, reasons
+    assert (jvm.true_rank > 0).any() and (jvm.true_rank == 0).any()
+    assert jvm.n_rows.sum() == 3000
+    sql = sql.sort_values(keys).reset_index(drop=True)
+    jvm = jvm.sort_values(keys).reset_index(drop=True)
+    pd.testing.assert_frame_equal(
+        jvm, sql, check_exact=False, rtol=1e-12, atol=1e-12, check_dtype=False
     )

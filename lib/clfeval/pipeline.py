@@ -374,22 +374,26 @@ def _run(
         selected = contract.select_range(predictions, config, plan.start, plan.end)
     if "labels" in sources:
         selected = contract.join_labels(selected, sources["labels"].frame, config)
+    jvm = aggregate.jvm_scan(spark, layout)
     if config.is_multiclass:
         rows = contract.normalize_multiclass(selected, config)
-        k = len(config.class_texts())
-        phase(f"scanning input: one aggregation to {k} classes x {layout.n_bins} bins per group")
-        states = aggregate.scan_multiclass_states(rows, config, layout).persist()
+        grain = f"{len(config.class_texts())} classes x {layout.n_bins} bins"
+        usable = jvm is not None and aggregate.multiclass_jvm_fits(rows, config, layout, jvm)
+        scan = aggregate.scan_multiclass_states
     else:
         rows = contract.normalize(selected, config)
-        jvm = aggregate.jvm_scan(spark, layout)
-        if jvm is None:
-            how = "Spark SQL (JVM scan not found)"
-        elif not aggregate.jvm_groups_by(rows, config):
-            how = "Spark SQL (collated key columns)"
-        else:
-            how = "clfeval's JVM scan"
-        phase(f"scanning input: one aggregation to {layout.n_bins} score bins per group ({how})")
-        states = aggregate.scan_states(rows, config, layout, jvm).persist()
+        grain = f"{layout.n_bins} score bins"
+        usable = jvm is not None and aggregate.jvm_groups_by(rows, config)
+        scan = aggregate.scan_states
+    if jvm is None:
+        how = "Spark SQL (JVM scan not found)"
+    elif not usable:
+        limit = " or too many classes x bins" if config.is_multiclass else ""
+        how = f"Spark SQL (collated key columns{limit})"
+    else:
+        how = "clfeval's JVM scan"
+    phase(f"scanning input: one aggregation to {grain} per group ({how})")
+    states = scan(rows, config, layout, jvm).persist()
     try:
         per_day = aggregate.reject_counts(states).collect()
         wait_for_run_record()

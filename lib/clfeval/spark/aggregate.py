@@ -90,13 +90,16 @@ JVM_BUFFER_BYTES = 64 << 20
 
 @dataclass(frozen=True)
 class JvmScan:
-    """clfeval's JVM scan (``jvm/``, built into ``clfeval/jars/clfeval-aggregators.jar``)
-    for one layout: ``scanner`` is the JVM class, ``max_groups`` the groups a task
-    holds before it emits them (see ``jvm_scan``)."""
+    """clfeval's JVM scans (``jvm/``, built into ``clfeval/jars/clfeval-aggregators.jar``)
+    for one layout: ``scanner`` is the binary scan's JVM class, ``multiclass`` the
+    multiclass scan's; ``max_groups`` the groups a binary task holds before it emits
+    them, ``max_items`` the multiclass items (see ``jvm_scan``)."""
 
     scanner: Any
     edges_text: str
     max_groups: int
+    multiclass: Any = None
+    max_items: int = 1
 
 
 def jvm_scan(spark: SparkSession, layout: BinLayout) -> JvmScan | None:
@@ -114,7 +117,14 @@ def jvm_scan(spark: SparkSession, layout: BinLayout) -> JvmScan | None:
     except Exception:  # py4j reports the missing class as a Py4JJavaError
         return None
     max_groups = max(1, JVM_BUFFER_BYTES // (7 * 8 * layout.n_bins))
-    return JvmScan(jvm.io.clfeval.PartitionStates, exact_floats_text(layout.edges), max_groups)
+    return JvmScan(
+        jvm.io.clfeval.PartitionStates,
+        exact_floats_text(layout.edges),
+        max_groups,
+        jvm.io.clfeval.MulticlassStates,
+        # 9 arrays of 8 bytes per hash slot, at most 4 slots per item held.
+        max(1, JVM_BUFFER_BYTES // (9 * 8 * 4)),
+    )
 
 
 _JVM_SUMS = ("n_rows", "n_pos", *STATE_SUMS[2:])
@@ -223,7 +233,46 @@ def scan_states(
 MULTICLASS_KEYS = ("class_index", "true_index", "predicted", "true_rank")
 
 
-def scan_multiclass_states(rows: DataFrame, config: Config, layout: BinLayout) -> DataFrame:
+def multiclass_jvm_fits(rows: DataFrame, config: Config, layout: BinLayout, jvm: JvmScan) -> bool:
+    """Whether the JVM multiclass scan can take ``rows`` (normalized): keys it
+    groups by itself (see ``jvm_groups_by``) and K^2 x 2 x (K+1) x bins item keys
+    that fit its packed key (K = 50 and 10,000 bins do)."""
+    k = len(config.class_texts())
+    return jvm_groups_by(rows, config) and bool(jvm.multiclass.fits(k, len(layout.edges)))
+
+
+def _scan_multiclass_states_jvm(rows: DataFrame, config: Config, scan: JvmScan) -> DataFrame:
+    """``scan_multiclass_states`` through the JVM scan: per input partition, each
+    valid row's K items summed into a hash table keyed by (group, item key), one
+    row per non-empty item; then one grouped sum of those partial rows, the only
+    exchange. No row is exploded into K rows."""
+    keys = _scan_keys(config)
+    inputs = rows.select(
+        *keys,
+        F.col("y").cast("int").alias("y"),
+        F.col("probs").cast("array<double>").alias("probs"),
+        F.col("pred").cast("int").alias("pred"),
+        F.col("weight").cast("double").alias("weight"),
+    )
+    partial = DataFrame(
+        scan.multiclass.scan(
+            inputs._jdf,
+            len(keys),
+            len(config.class_texts()),
+            scan.edges_text,
+            LOG_LOSS_EPS,
+            scan.max_items,
+        ),
+        rows.sparkSession,
+    )
+    return partial.groupBy(*keys, *MULTICLASS_KEYS, "bin").agg(
+        *[F.sum(c).alias(c) for c in ("n_rows", *STATE_SUMS)]
+    )
+
+
+def scan_multiclass_states(
+    rows: DataFrame, config: Config, layout: BinLayout, jvm: JvmScan | None = None
+) -> DataFrame:
     """The single aggregation for a K-class model (rows from ``normalize_multiclass``).
 
     Every valid row is exploded into K items, one per class c with ``p_c``, and
@@ -232,7 +281,13 @@ def scan_multiclass_states(rows: DataFrame, config: Config, layout: BinLayout) -
     ``core.multiclass.MulticlassState``. ``n_pos``/``w_pos`` count items of the
     true class, ``n_neg``/``w_neg`` the others; ``n_rows`` counts each input
     row once (on its true-class item; rejected rows have one item with NULLs).
+
+    With ``jvm`` (from ``jvm_scan``; where ``multiclass_jvm_fits``) the items are
+    summed by clfeval's JVM scan without exploding rows; same states (float sums
+    up to their order of addition).
     """
+    if jvm is not None and multiclass_jvm_fits(rows, config, layout, jvm):
+        return _scan_multiclass_states_jvm(rows, config, jvm)
     valid = F.col("reject_reason").isNull()
     probs, y, w = F.col("probs"), F.col("y"), F.col("weight")
     p_true = F.element_at(probs, y + F.lit(1))

@@ -1,23 +1,18 @@
 package io.clfeval;
 
-import java.nio.ByteOrder;
 import java.util.ArrayList;
 import java.util.Iterator;
 import java.util.List;
 import java.util.NoSuchElementException;
 import org.apache.spark.api.java.function.FlatMapFunction;
-import org.apache.spark.rdd.RDD;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.catalyst.InternalRow;
 import org.apache.spark.sql.catalyst.expressions.GenericInternalRow;
-import org.apache.spark.sql.catalyst.expressions.UnsafeProjection;
-import org.apache.spark.sql.catalyst.expressions.UnsafeRow;
 import org.apache.spark.sql.types.DataType;
 import org.apache.spark.sql.types.DataTypes;
 import org.apache.spark.sql.types.StructField;
 import org.apache.spark.sql.types.StructType;
-import org.apache.spark.unsafe.Platform;
 
 /**
  * The binary scan's per-bin sums of each input partition, read straight from Spark's internal
@@ -76,34 +71,18 @@ public final class PartitionStates {
    */
   public static Dataset<Row> scan(
       Dataset<Row> rows, int keyCount, String edgesText, double eps, int maxGroups) {
-    org.apache.spark.sql.classic.Dataset<Row> classic =
-        (org.apache.spark.sql.classic.Dataset<Row>) rows;
-    StructType schema = classic.schema();
+    StructType schema = rows.schema();
     if (schema.fields().length != keyCount + 3) {
       throw new IllegalArgumentException(
           "expected " + keyCount + " key columns, then score, y, weight: " + schema.simpleString());
     }
-    DataType[] keyTypes = new DataType[keyCount];
-    for (int k = 0; k < keyCount; k++) {
-      keyTypes[k] = schema.fields()[k].dataType();
-      if (!(keyTypes[k] instanceof org.apache.spark.sql.types.StringType
-          || keyTypes[k] == DataTypes.DateType
-          || keyTypes[k] == DataTypes.IntegerType)) {
-        throw new IllegalArgumentException("unsupported key type " + keyTypes[k]);
-      }
-    }
+    DataType[] keyTypes = KeyTable.keyTypesOf(schema, keyCount);
     Scan scan = new Scan(keyTypes, BinSearch.parseEdges(edgesText), eps, Math.max(1, maxGroups));
-    RDD<InternalRow> input = classic.queryExecution().toRdd();
-    RDD<InternalRow> states = input.toJavaRDD().mapPartitions(scan).rdd();
-    return classic
-        .sparkSession()
-        .internalCreateDataFrame(states, outputSchema(schema, keyCount), false);
+    return KeyTable.mapPartitions(rows, scan, outputSchema(schema, keyCount));
   }
 
-  /** One group of a partition: its key (a copy), hash and dense per-bin sums. */
+  /** One group of a partition: its dense per-bin sums. */
   static final class Group {
-    final UnsafeRow key;
-    final int hash;
     long rowCount;
     final long[] rows;
     final long[] positives;
@@ -113,9 +92,7 @@ public final class PartitionStates {
     final double[] positiveWeights;
     final double[] negativeWeights;
 
-    Group(UnsafeRow key, int hash, int bins) {
-      this.key = key;
-      this.hash = hash;
+    Group(int bins) {
       rows = new long[bins];
       positives = new long[bins];
       lossSums = new double[bins];
@@ -130,7 +107,6 @@ public final class PartitionStates {
   static final class Scan implements FlatMapFunction<Iterator<InternalRow>, InternalRow> {
     private static final long serialVersionUID = 1L;
     private final DataType[] keyTypes;
-    private final boolean[] isString;
     private final BinSearch bins;
     private final int binCount;
     private final double eps;
@@ -138,10 +114,6 @@ public final class PartitionStates {
 
     Scan(DataType[] keyTypes, double[] edges, double eps, int maxGroups) {
       this.keyTypes = keyTypes;
-      this.isString = new boolean[keyTypes.length];
-      for (int k = 0; k < keyTypes.length; k++) {
-        isString[k] = keyTypes[k] instanceof org.apache.spark.sql.types.StringType;
-      }
       this.bins = new BinSearch(edges);
       this.binCount = edges.length;
       this.eps = eps;
@@ -153,61 +125,11 @@ public final class PartitionStates {
       return new States(input);
     }
 
-    private static final boolean LITTLE_ENDIAN = ByteOrder.nativeOrder() == ByteOrder.LITTLE_ENDIAN;
-
-    /** Hash of string field {@code k} of {@code row} from its words. */
-    private static int wordHash(UnsafeRow row, int k) {
-      long offsetAndSize = row.getLong(k);
-      int size = (int) offsetAndSize;
-      Object base = row.getBaseObject();
-      long address = row.getBaseOffset() + (offsetAndSize >>> 32);
-      long h = size;
-      for (int i = 0; i < size; i += 8) {
-        h = h * 0x9E3779B97F4A7C15L + word(base, address + i, size - i);
-      }
-      return (int) (h ^ (h >>> 32));
-    }
-
-    /** Whether string field {@code k} holds the same bytes in both rows. */
-    private static boolean sameWords(UnsafeRow row, UnsafeRow key, int k) {
-      long a = row.getLong(k);
-      long b = key.getLong(k);
-      int size = (int) a;
-      if (size != (int) b) {
-        return false;
-      }
-      Object baseA = row.getBaseObject();
-      Object baseB = key.getBaseObject();
-      long addressA = row.getBaseOffset() + (a >>> 32);
-      long addressB = key.getBaseOffset() + (b >>> 32);
-      for (int i = 0; i < size; i += 8) {
-        if (word(baseA, addressA + i, size - i) != word(baseB, addressB + i, size - i)) {
-          return false;
-        }
-      }
-      return true;
-    }
-
-    /**
-     * The string bytes of one 8-byte word at {@code address}, of which {@code remaining} (may be
-     * more than 8) belong to the string: UnsafeRow pads each variable-length value to whole words,
-     * so the word can be read whole; the bytes past the string are masked off.
-     */
-    private static long word(Object base, long address, int remaining) {
-      long word = Platform.getLong(base, address);
-      if (remaining >= 8) {
-        return word;
-      }
-      int bits = 8 * remaining;
-      return LITTLE_ENDIAN ? word & ((1L << bits) - 1) : word & (-1L << (64 - bits));
-    }
-
     /** Reads input until maxGroups groups are held (or the input ends), then emits them. */
     private final class States implements Iterator<InternalRow> {
       private final Iterator<InternalRow> input;
-      private final UnsafeProjection keyOf = UnsafeProjection.create(keyTypes);
       private final int keyCount = keyTypes.length;
-      private final Group[] table;
+      private final KeyTable keys = new KeyTable(keyTypes, maxGroups);
       private final List<Group> groups = new ArrayList<>();
       private int emitGroup = -1; // index into groups while emitting, -1 while reading
       private int emitBin;
@@ -216,8 +138,6 @@ public final class PartitionStates {
 
       States(Iterator<InternalRow> input) {
         this.input = input;
-        int capacity = Integer.highestOneBit(Math.max(2, maxGroups) * 4);
-        table = new Group[capacity];
       }
 
       @Override
@@ -253,7 +173,11 @@ public final class PartitionStates {
         int weightAt = keyCount + 2;
         while (groups.size() < maxGroups && input.hasNext()) {
           InternalRow row = input.next();
-          Group g = groupOf(row);
+          int index = keys.indexOf(row);
+          if (index == groups.size()) {
+            groups.add(new Group(binCount));
+          }
+          Group g = groups.get(index);
           g.rowCount += 1;
           if (row.isNullAt(scoreAt)) {
             continue;
@@ -280,66 +204,6 @@ public final class PartitionStates {
         }
       }
 
-      /**
-       * The row's group: found by hash and field-wise equality, else added. Rows of Spark's
-       * UnsafeRow format (what the scan's whole-stage code produces) have their key strings
-       * hashed and compared by 8-byte words, in place; other rows through UTF8String. (A group
-       * added through one way and looked up through the other would be held twice; its partial
-       * sums still add up in the caller's grouped sum.)
-       */
-      private Group groupOf(InternalRow row) {
-        boolean words = row instanceof UnsafeRow;
-        int hash = 17;
-        for (int k = 0; k < keyCount; k++) {
-          int field = 0;
-          if (!row.isNullAt(k)) {
-            if (!isString[k]) {
-              field = row.getInt(k);
-            } else {
-              field = words ? wordHash((UnsafeRow) row, k) : row.getUTF8String(k).hashCode();
-            }
-          }
-          hash = hash * 31 + field;
-        }
-        int mask = table.length - 1;
-        int slot = (hash ^ (hash >>> 16)) & mask;
-        while (table[slot] != null) {
-          Group g = table[slot];
-          if (g.hash == hash && sameKey(row, g.key, words)) {
-            return g;
-          }
-          slot = (slot + 1) & mask;
-        }
-        Group g = new Group(keyOf.apply(row).copy(), hash, binCount);
-        table[slot] = g;
-        groups.add(g);
-        return g;
-      }
-
-      private boolean sameKey(InternalRow row, UnsafeRow key, boolean words) {
-        for (int k = 0; k < keyCount; k++) {
-          boolean isNull = row.isNullAt(k);
-          if (isNull != key.isNullAt(k)) {
-            return false;
-          }
-          if (isNull) {
-            continue;
-          }
-          boolean same;
-          if (!isString[k]) {
-            same = row.getInt(k) == key.getInt(k);
-          } else if (words) {
-            same = sameWords((UnsafeRow) row, key, k);
-          } else {
-            same = row.getUTF8String(k).equals(key.getUTF8String(k));
-          }
-          if (!same) {
-            return false;
-          }
-        }
-        return true;
-      }
-
       /** The next output row of the held groups, or null (and the table emptied) when done. */
       private InternalRow nextOutput() {
         while (emitGroup < groups.size()) {
@@ -348,7 +212,7 @@ public final class PartitionStates {
             int k = emitBin++;
             if (g.rows[k] > 0) {
               emittedAny = true;
-              Object[] values = keyValues(g.key);
+              Object[] values = keyValues(emitGroup);
               values[keyCount] = k;
               values[keyCount + 1] = g.rows[k];
               values[keyCount + 2] = g.positives[k];
@@ -361,27 +225,23 @@ public final class PartitionStates {
             }
           }
           boolean unscored = !emittedAny;
-          emitGroup++;
+          int index = emitGroup++;
           emitBin = 0;
           emittedAny = false;
           if (unscored) {
-            Object[] values = keyValues(g.key);
+            Object[] values = keyValues(index);
             values[keyCount + 1] = g.rowCount;
             return new GenericInternalRow(values);
           }
         }
         groups.clear();
-        java.util.Arrays.fill(table, null);
+        keys.clear();
         emitGroup = -1;
         return null;
       }
 
-      private Object[] keyValues(UnsafeRow key) {
-        Object[] values = new Object[keyCount + 2 + LONG_FIELDS.length + DOUBLE_FIELDS.length];
-        for (int k = 0; k < keyCount; k++) {
-          values[k] = key.isNullAt(k) ? null : key.get(k, keyTypes[k]);
-        }
-        return values;
+      private Object[] keyValues(int index) {
+        return keys.keyValues(index, 2 + LONG_FIELDS.length + DOUBLE_FIELDS.length);
       }
     }
   }
