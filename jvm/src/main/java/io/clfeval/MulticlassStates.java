@@ -4,7 +4,6 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Iterator;
 import java.util.List;
-import java.util.NoSuchElementException;
 import org.apache.spark.api.java.function.FlatMapFunction;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
@@ -135,8 +134,7 @@ public final class MulticlassStates {
     }
 
     /** Reads input until maxItems items are held (or the input ends), then emits them. */
-    private final class States implements Iterator<InternalRow> {
-      private final Iterator<InternalRow> input;
+    private final class States extends BatchedStates {
       private final int keyCount = keyTypes.length;
       private final int maxGroups = Math.min(maxItems, 1 << 16);
       private final KeyTable keys = new KeyTable(keyTypes, maxGroups);
@@ -153,12 +151,11 @@ public final class MulticlassStates {
       private double[] sqErrSums;
       private double[] scoreSums;
       private int items;
-      private int emitSlot = -1; // slot while emitting items, -1 while reading
-      private int emitGroup;
-      private InternalRow next;
+      private int emitSlot; // slot while emitting items
+      private int emitGroup; // then group
 
       States(Iterator<InternalRow> input) {
-        this.input = input;
+        super(input);
         allocate(1 << 12);
       }
 
@@ -175,32 +172,12 @@ public final class MulticlassStates {
       }
 
       @Override
-      public boolean hasNext() {
-        while (next == null) {
-          if (emitSlot < 0) {
-            if (!input.hasNext() && keys.size() == 0) {
-              return false;
-            }
-            readUntilFull();
-            emitSlot = 0;
-            emitGroup = 0;
-          }
-          next = nextOutput();
-        }
-        return true;
+      boolean holdsNothing() {
+        return keys.size() == 0;
       }
 
       @Override
-      public InternalRow next() {
-        if (!hasNext()) {
-          throw new NoSuchElementException();
-        }
-        InternalRow row = next;
-        next = null;
-        return row;
-      }
-
-      private void readUntilFull() {
+      void readUntilFull() {
         int yAt = keyCount;
         int probsAt = keyCount + 1;
         int predAt = keyCount + 2;
@@ -305,7 +282,8 @@ public final class MulticlassStates {
       }
 
       /** The next output row (items, then groups without items), or null when all are out. */
-      private InternalRow nextOutput() {
+      @Override
+      InternalRow nextOutput() {
         while (emitSlot < slotKeys.length) {
           int s = emitSlot++;
           if (slotKeys[s] != 0) {
@@ -337,7 +315,8 @@ public final class MulticlassStates {
         }
         items = 0;
         keys.clear();
-        emitSlot = -1;
+        emitSlot = 0;
+        emitGroup = 0;
         return null;
       }
 

@@ -3,7 +3,6 @@ package io.clfeval;
 import java.util.ArrayList;
 import java.util.Iterator;
 import java.util.List;
-import java.util.NoSuchElementException;
 import org.apache.spark.api.java.function.FlatMapFunction;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
@@ -126,48 +125,25 @@ public final class PartitionStates {
     }
 
     /** Reads input until maxGroups groups are held (or the input ends), then emits them. */
-    private final class States implements Iterator<InternalRow> {
-      private final Iterator<InternalRow> input;
+    private final class States extends BatchedStates {
       private final int keyCount = keyTypes.length;
       private final KeyTable keys = new KeyTable(keyTypes, maxGroups);
       private final List<Group> groups = new ArrayList<>();
-      private int emitGroup = -1; // index into groups while emitting, -1 while reading
+      private int emitGroup; // index into groups while emitting
       private int emitBin;
       private boolean emittedAny;
-      private InternalRow next;
 
       States(Iterator<InternalRow> input) {
-        this.input = input;
+        super(input);
       }
 
       @Override
-      public boolean hasNext() {
-        while (next == null) {
-          if (emitGroup < 0) {
-            if (!input.hasNext() && groups.isEmpty()) {
-              return false;
-            }
-            readUntilFull();
-            emitGroup = 0;
-            emitBin = 0;
-            emittedAny = false;
-          }
-          next = nextOutput();
-        }
-        return true;
+      boolean holdsNothing() {
+        return groups.isEmpty();
       }
 
       @Override
-      public InternalRow next() {
-        if (!hasNext()) {
-          throw new NoSuchElementException();
-        }
-        InternalRow row = next;
-        next = null;
-        return row;
-      }
-
-      private void readUntilFull() {
+      void readUntilFull() {
         int scoreAt = keyCount;
         int yAt = keyCount + 1;
         int weightAt = keyCount + 2;
@@ -205,7 +181,8 @@ public final class PartitionStates {
       }
 
       /** The next output row of the held groups, or null (and the table emptied) when done. */
-      private InternalRow nextOutput() {
+      @Override
+      InternalRow nextOutput() {
         while (emitGroup < groups.size()) {
           Group g = groups.get(emitGroup);
           while (emitBin < binCount) {
@@ -236,7 +213,7 @@ public final class PartitionStates {
         }
         groups.clear();
         keys.clear();
-        emitGroup = -1;
+        emitGroup = 0;
         return null;
       }
 
