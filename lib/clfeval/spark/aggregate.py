@@ -98,8 +98,8 @@ class JvmScan:
     scanner: Any
     edges_text: str
     max_groups: int
-    multiclass: Any = None
-    max_items: int = 1
+    multiclass: Any
+    max_items: int
 
 
 def jvm_scan(spark: SparkSession, layout: BinLayout) -> JvmScan | None:
