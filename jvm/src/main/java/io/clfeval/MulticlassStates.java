@@ -1,6 +1,5 @@
 package io.clfeval;
 
-import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Iterator;
 import java.util.List;
@@ -53,22 +52,14 @@ public final class MulticlassStates {
 
   /** Output schema: the key fields of {@code input}, the item keys, bin, the sums. */
   public static StructType outputSchema(StructType input, int keyCount) {
-    List<StructField> fields = new ArrayList<>();
-    for (int k = 0; k < keyCount; k++) {
-      fields.add(input.fields()[k]);
-    }
-    fields.add(DataTypes.createStructField(ITEM_KEYS[0], DataTypes.IntegerType, true));
-    fields.add(DataTypes.createStructField(ITEM_KEYS[1], DataTypes.IntegerType, true));
-    fields.add(DataTypes.createStructField(ITEM_KEYS[2], DataTypes.BooleanType, true));
-    fields.add(DataTypes.createStructField(ITEM_KEYS[3], DataTypes.IntegerType, true));
-    fields.add(DataTypes.createStructField("bin", DataTypes.IntegerType, true));
-    for (String name : LONG_FIELDS) {
-      fields.add(DataTypes.createStructField(name, DataTypes.LongType, true));
-    }
-    for (String name : DOUBLE_FIELDS) {
-      fields.add(DataTypes.createStructField(name, DataTypes.DoubleType, true));
-    }
-    return DataTypes.createStructType(fields);
+    List<StructField> items =
+        List.of(
+            DataTypes.createStructField(ITEM_KEYS[0], DataTypes.IntegerType, true),
+            DataTypes.createStructField(ITEM_KEYS[1], DataTypes.IntegerType, true),
+            DataTypes.createStructField(ITEM_KEYS[2], DataTypes.BooleanType, true),
+            DataTypes.createStructField(ITEM_KEYS[3], DataTypes.IntegerType, true),
+            DataTypes.createStructField("bin", DataTypes.IntegerType, true));
+    return KeyTable.statesSchema(input, keyCount, items, LONG_FIELDS, DOUBLE_FIELDS);
   }
 
   /** Whether K classes and {@code bins} bins fit the packed item key (K^2 * 2 * (K+1) * bins). */

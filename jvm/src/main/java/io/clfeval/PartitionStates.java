@@ -47,18 +47,8 @@ public final class PartitionStates {
 
   /** Output schema: the key fields of {@code input}, then the per-bin fields. */
   public static StructType outputSchema(StructType input, int keyCount) {
-    List<StructField> fields = new ArrayList<>();
-    for (int k = 0; k < keyCount; k++) {
-      fields.add(input.fields()[k]);
-    }
-    fields.add(DataTypes.createStructField("bin", DataTypes.IntegerType, true));
-    for (String name : LONG_FIELDS) {
-      fields.add(DataTypes.createStructField(name, DataTypes.LongType, true));
-    }
-    for (String name : DOUBLE_FIELDS) {
-      fields.add(DataTypes.createStructField(name, DataTypes.DoubleType, true));
-    }
-    return DataTypes.createStructType(fields);
+    StructField bin = DataTypes.createStructField("bin", DataTypes.IntegerType, true);
+    return KeyTable.statesSchema(input, keyCount, List.of(bin), LONG_FIELDS, DOUBLE_FIELDS);
   }
 
   /**
