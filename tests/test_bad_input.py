@@ -303,26 +303,21 @@ def test_each_multiclass_probability_reason(spark, kind: str) -> None:
     expected = [reason for _, reason in cases] + (
         ["bad_probability_length"] if kind == "map" else []
     )
+    # the model, version and event time columns of the binary cases' SCHEMA
     schema = T.StructType(
         [
-            T.StructField("n", T.IntegerType()),
-            T.StructField("model_name", T.StringType()),
-            T.StructField("model_version", T.StringType()),
-            T.StructField("event_time", T.TimestampType()),
+            *SCHEMA.fields[:3],
             T.StructField("label", T.StringType()),
             T.StructField("probabilities", column_type),
         ]
     )
-    at = dt.datetime(2026, 3, 1, 12)
-    frame = spark.createDataFrame(
-        [(n, "m", "v1", at, "a", v) for n, v in enumerate(values)], schema
-    )
+    frame = spark.createDataFrame([("m", "v1", DAY, "a", v) for v in values], schema)
     config = parse_config(
         {
             "input": {"path": "unused"},
             "task": {"type": "multiclass", "classes": classes},
         }
     )
-    rows = contract.normalize_multiclass(frame.orderBy("n"), config)
+    rows = contract.normalize_multiclass(frame, config)
     got = [r.reject_reason for r in rows.select("reject_reason").collect()]
     assert got == expected

@@ -122,8 +122,8 @@ def jvm_scan(spark: SparkSession, layout: BinLayout) -> JvmScan | None:
         exact_floats_text(layout.edges),
         max_groups,
         jvm.io.clfeval.MulticlassStates,
-        # 9 arrays of 8 bytes per hash slot, at most 4 slots per item held.
-        max(1, JVM_BUFFER_BYTES // (9 * 8 * 4)),
+        # 6 arrays of 8 bytes per hash slot, at most 4 slots per item held.
+        max(1, JVM_BUFFER_BYTES // (6 * 8 * 4)),
     )
 
 

@@ -1,19 +1,68 @@
 package io.clfeval;
 
+import java.util.ArrayList;
 import java.util.Iterator;
+import java.util.List;
 import java.util.NoSuchElementException;
+import org.apache.spark.api.java.function.FlatMapFunction;
+import org.apache.spark.rdd.RDD;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Row;
 import org.apache.spark.sql.catalyst.InternalRow;
+import org.apache.spark.sql.types.DataTypes;
+import org.apache.spark.sql.types.StructField;
+import org.apache.spark.sql.types.StructType;
 
 /**
  * A partition's partial states as an iterator: read input rows into the buffers until they are
  * full (or the input ends), emit what they hold, empty them, and repeat. Memory stays bounded by
  * the buffers whatever the number of rows or groups; the rows emitted are partial sums that the
- * caller's grouped sum adds up.
+ * caller's grouped sum adds up. Also the two helpers both scans use around it: their output
+ * schema ({@link #statesSchema}) and running them on each partition ({@link #mapPartitions}).
  */
 abstract class BatchedStates implements Iterator<InternalRow> {
   final Iterator<InternalRow> input;
   private boolean emitting;
   private InternalRow next;
+
+  /**
+   * The schema of a scan's partial states: {@code input}'s first {@code keyCount} fields, then
+   * {@code itemFields}, then nullable long and double fields of the given names.
+   */
+  static StructType statesSchema(
+      StructType input,
+      int keyCount,
+      List<StructField> itemFields,
+      String[] longFields,
+      String[] doubleFields) {
+    List<StructField> fields = new ArrayList<>();
+    for (int k = 0; k < keyCount; k++) {
+      fields.add(input.fields()[k]);
+    }
+    fields.addAll(itemFields);
+    for (String name : longFields) {
+      fields.add(DataTypes.createStructField(name, DataTypes.LongType, true));
+    }
+    for (String name : doubleFields) {
+      fields.add(DataTypes.createStructField(name, DataTypes.DoubleType, true));
+    }
+    return DataTypes.createStructType(fields);
+  }
+
+  /**
+   * {@code perPartition} applied to each partition of {@code rows} (a classic Dataset, as
+   * PySpark's {@code _jdf} is), read as Spark's internal rows, as a Dataset of {@code schema}.
+   */
+  static Dataset<Row> mapPartitions(
+      Dataset<Row> rows,
+      FlatMapFunction<Iterator<InternalRow>, InternalRow> perPartition,
+      StructType schema) {
+    org.apache.spark.sql.classic.Dataset<Row> classic =
+        (org.apache.spark.sql.classic.Dataset<Row>) rows;
+    RDD<InternalRow> input = classic.queryExecution().toRdd();
+    RDD<InternalRow> states = input.toJavaRDD().mapPartitions(perPartition).rdd();
+    return classic.sparkSession().internalCreateDataFrame(states, schema, false);
+  }
 
   BatchedStates(Iterator<InternalRow> input) {
     this.input = input;

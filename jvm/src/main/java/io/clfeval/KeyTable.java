@@ -1,21 +1,13 @@
 package io.clfeval;
 
 import java.nio.ByteOrder;
-import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.Iterator;
-import java.util.List;
-import org.apache.spark.api.java.function.FlatMapFunction;
-import org.apache.spark.rdd.RDD;
-import org.apache.spark.sql.Dataset;
-import org.apache.spark.sql.Row;
 import org.apache.spark.sql.catalyst.InternalRow;
 import org.apache.spark.sql.catalyst.expressions.UnsafeProjection;
 import org.apache.spark.sql.catalyst.expressions.UnsafeRow;
 import org.apache.spark.sql.types.DataType;
 import org.apache.spark.sql.types.DataTypes;
 import org.apache.spark.sql.types.StringType;
-import org.apache.spark.sql.types.StructField;
 import org.apache.spark.sql.types.StructType;
 import org.apache.spark.unsafe.Platform;
 
@@ -50,45 +42,6 @@ final class KeyTable {
       }
     }
     return keyTypes;
-  }
-
-  /**
-   * The schema of a scan's partial states: {@code input}'s first {@code keyCount} fields, then
-   * {@code itemFields}, then nullable long and double fields of the given names.
-   */
-  static StructType statesSchema(
-      StructType input,
-      int keyCount,
-      List<StructField> itemFields,
-      String[] longFields,
-      String[] doubleFields) {
-    List<StructField> fields = new ArrayList<>();
-    for (int k = 0; k < keyCount; k++) {
-      fields.add(input.fields()[k]);
-    }
-    fields.addAll(itemFields);
-    for (String name : longFields) {
-      fields.add(DataTypes.createStructField(name, DataTypes.LongType, true));
-    }
-    for (String name : doubleFields) {
-      fields.add(DataTypes.createStructField(name, DataTypes.DoubleType, true));
-    }
-    return DataTypes.createStructType(fields);
-  }
-
-  /**
-   * {@code perPartition} applied to each partition of {@code rows} (a classic Dataset, as
-   * PySpark's {@code _jdf} is), read as Spark's internal rows, as a Dataset of {@code schema}.
-   */
-  static Dataset<Row> mapPartitions(
-      Dataset<Row> rows,
-      FlatMapFunction<Iterator<InternalRow>, InternalRow> perPartition,
-      StructType schema) {
-    org.apache.spark.sql.classic.Dataset<Row> classic =
-        (org.apache.spark.sql.classic.Dataset<Row>) rows;
-    RDD<InternalRow> input = classic.queryExecution().toRdd();
-    RDD<InternalRow> states = input.toJavaRDD().mapPartitions(perPartition).rdd();
-    return classic.sparkSession().internalCreateDataFrame(states, schema, false);
   }
 
   /** A table for up to {@code maxGroups} groups (the caller empties it before more). */

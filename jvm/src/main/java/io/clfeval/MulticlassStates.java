@@ -59,7 +59,7 @@ public final class MulticlassStates {
             DataTypes.createStructField(ITEM_KEYS[2], DataTypes.BooleanType, true),
             DataTypes.createStructField(ITEM_KEYS[3], DataTypes.IntegerType, true),
             DataTypes.createStructField("bin", DataTypes.IntegerType, true));
-    return KeyTable.statesSchema(input, keyCount, items, LONG_FIELDS, DOUBLE_FIELDS);
+    return BatchedStates.statesSchema(input, keyCount, items, LONG_FIELDS, DOUBLE_FIELDS);
   }
 
   /** Whether K classes and {@code bins} bins fit the packed item key (K^2 * 2 * (K+1) * bins). */
@@ -97,7 +97,7 @@ public final class MulticlassStates {
     Scan scan =
         new Scan(
             KeyTable.keyTypesOf(schema, keyCount), classCount, edges, eps, Math.max(1, maxItems));
-    return KeyTable.mapPartitions(rows, scan, outputSchema(schema, keyCount));
+    return BatchedStates.mapPartitions(rows, scan, outputSchema(schema, keyCount));
   }
 
   /** The per-partition function (shipped to executors; everything it holds is serializable). */
@@ -133,11 +133,10 @@ public final class MulticlassStates {
       private boolean[] groupHasItems = new boolean[16];
       // Open addressing: (group << ITEM_BITS | item) + 1 per slot, 0 = empty; sums alongside.
       private long[] slotKeys;
-      private long[] rowSums;
-      private long[] posSums;
-      private long[] negSums;
-      private double[] wPosSums;
-      private double[] wNegSums;
+      // Whether an item is of the true class is part of its key (c = y), so one count and one
+      // weight sum serve as n_rows = n_pos or n_neg, and as w_pos or w_neg.
+      private long[] counts;
+      private double[] weightSums;
       private double[] lossSums;
       private double[] sqErrSums;
       private double[] scoreSums;
@@ -152,11 +151,8 @@ public final class MulticlassStates {
 
       private void allocate(int capacity) {
         slotKeys = new long[capacity];
-        rowSums = new long[capacity];
-        posSums = new long[capacity];
-        negSums = new long[capacity];
-        wPosSums = new double[capacity];
-        wNegSums = new double[capacity];
+        counts = new long[capacity];
+        weightSums = new double[capacity];
         lossSums = new double[capacity];
         sqErrSums = new double[capacity];
         scoreSums = new double[capacity];
@@ -207,18 +203,15 @@ public final class MulticlassStates {
             int s = slotOf(groupBase | item);
             if (isTrue) {
               double clipped = Math.min(Math.max(p, eps), 1.0 - eps);
-              rowSums[s] += 1;
-              posSums[s] += 1;
-              wPosSums[s] += w;
               // StrictMath: the same last bit as Spark SQL's log (the fallback path).
               lossSums[s] += w * -StrictMath.log(clipped);
               double error = p - 1.0;
               sqErrSums[s] += w * (error * error);
             } else {
-              negSums[s] += 1;
-              wNegSums[s] += w;
               sqErrSums[s] += w * (p * p);
             }
+            counts[s] += 1;
+            weightSums[s] += w;
             scoreSums[s] += w * p;
           }
         }
@@ -247,11 +240,8 @@ public final class MulticlassStates {
 
       private void grow() {
         long[] oldKeys = slotKeys;
-        long[] oldRows = rowSums;
-        long[] oldPos = posSums;
-        long[] oldNeg = negSums;
-        double[] oldWPos = wPosSums;
-        double[] oldWNeg = wNegSums;
+        long[] oldCounts = counts;
+        double[] oldWeights = weightSums;
         double[] oldLoss = lossSums;
         double[] oldSqErr = sqErrSums;
         double[] oldScore = scoreSums;
@@ -260,11 +250,8 @@ public final class MulticlassStates {
         for (int old = 0; old < oldKeys.length; old++) {
           if (oldKeys[old] != 0) {
             int s = slotOf(oldKeys[old] - 1);
-            rowSums[s] = oldRows[old];
-            posSums[s] = oldPos[old];
-            negSums[s] = oldNeg[old];
-            wPosSums[s] = oldWPos[old];
-            wNegSums[s] = oldWNeg[old];
+            counts[s] = oldCounts[old];
+            weightSums[s] = oldWeights[old];
             lossSums[s] = oldLoss[old];
             sqErrSums[s] = oldSqErr[old];
             scoreSums[s] = oldScore[old];
@@ -295,11 +282,8 @@ public final class MulticlassStates {
         if (slotKeys.length > (1 << 12)) {
           allocate(1 << 12);
         } else {
-          Arrays.fill(rowSums, 0);
-          Arrays.fill(posSums, 0);
-          Arrays.fill(negSums, 0);
-          Arrays.fill(wPosSums, 0);
-          Arrays.fill(wNegSums, 0);
+          Arrays.fill(counts, 0);
+          Arrays.fill(weightSums, 0);
           Arrays.fill(lossSums, 0);
           Arrays.fill(sqErrSums, 0);
           Arrays.fill(scoreSums, 0);
@@ -332,11 +316,11 @@ public final class MulticlassStates {
         values[at + 2] = predicted;
         values[at + 3] = isTrue ? (Object) rankSlot : null;
         values[at + 4] = bin;
-        values[at + 5] = rowSums[s];
-        values[at + 6] = posSums[s];
-        values[at + 7] = negSums[s];
-        values[at + 8] = isTrue ? (Object) wPosSums[s] : null;
-        values[at + 9] = isTrue ? null : (Object) wNegSums[s];
+        values[at + 5] = isTrue ? counts[s] : 0L;
+        values[at + 6] = isTrue ? counts[s] : 0L;
+        values[at + 7] = isTrue ? 0L : counts[s];
+        values[at + 8] = isTrue ? (Object) weightSums[s] : null;
+        values[at + 9] = isTrue ? null : (Object) weightSums[s];
         values[at + 10] = isTrue ? (Object) lossSums[s] : null;
         values[at + 11] = sqErrSums[s];
         values[at + 12] = scoreSums[s];

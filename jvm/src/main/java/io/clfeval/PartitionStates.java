@@ -48,7 +48,7 @@ public final class PartitionStates {
   /** Output schema: the key fields of {@code input}, then the per-bin fields. */
   public static StructType outputSchema(StructType input, int keyCount) {
     StructField bin = DataTypes.createStructField("bin", DataTypes.IntegerType, true);
-    return KeyTable.statesSchema(input, keyCount, List.of(bin), LONG_FIELDS, DOUBLE_FIELDS);
+    return BatchedStates.statesSchema(input, keyCount, List.of(bin), LONG_FIELDS, DOUBLE_FIELDS);
   }
 
   /**
@@ -67,7 +67,7 @@ public final class PartitionStates {
     }
     DataType[] keyTypes = KeyTable.keyTypesOf(schema, keyCount);
     Scan scan = new Scan(keyTypes, BinSearch.parseEdges(edgesText), eps, Math.max(1, maxGroups));
-    return KeyTable.mapPartitions(rows, scan, outputSchema(schema, keyCount));
+    return BatchedStates.mapPartitions(rows, scan, outputSchema(schema, keyCount));
   }
 
   /** One group of a partition: its dense per-bin sums. */
