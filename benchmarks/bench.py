@@ -336,7 +336,8 @@ def main() -> None:
         f"(2)/(1) = {median(ours) / median(floor):.2f}",
         f"    its scan alone    {median(scan):8.1f} s   "
         f"scan/(1) = {median(scan) / median(floor):.2f}; the other "
-        f"{median(ours) - median(scan):.1f} s write the tables (per run, not per row)",
+        f"{median(ours) - median(scan):.1f} s do not grow with rows (derive, Delta commits, "
+        "the run's record)",
         f"    (first run in a fresh JVM, not in the medians: {cold:.1f} s)",
         f"    JIT compiler CPU per run: median {median(jit):.1f} s "
         f"(reps {', '.join(f'{j:.1f}' for j in jit)}; first run {cold_jit[0]:.1f} s)",
