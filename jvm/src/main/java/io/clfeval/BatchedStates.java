@@ -9,6 +9,7 @@ import org.apache.spark.rdd.RDD;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.catalyst.InternalRow;
+import org.apache.spark.sql.types.DataType;
 import org.apache.spark.sql.types.DataTypes;
 import org.apache.spark.sql.types.StructField;
 import org.apache.spark.sql.types.StructType;
@@ -62,6 +63,25 @@ abstract class BatchedStates implements Iterator<InternalRow> {
     RDD<InternalRow> input = classic.queryExecution().toRdd();
     RDD<InternalRow> states = input.toJavaRDD().mapPartitions(perPartition).rdd();
     return classic.sparkSession().internalCreateDataFrame(states, schema, false);
+  }
+
+  /**
+   * What both scans' per-partition functions hold (shipped to executors; all serializable): the
+   * group key types and the score bins ({@code edges}, the log-loss clip {@code eps}).
+   */
+  abstract static class BinnedScan implements FlatMapFunction<Iterator<InternalRow>, InternalRow> {
+    private static final long serialVersionUID = 1L;
+    final DataType[] keyTypes;
+    final BinSearch bins;
+    final int binCount;
+    final double eps;
+
+    BinnedScan(DataType[] keyTypes, double[] edges, double eps) {
+      this.keyTypes = keyTypes;
+      this.bins = new BinSearch(edges);
+      this.binCount = edges.length;
+      this.eps = eps;
+    }
   }
 
   BatchedStates(Iterator<InternalRow> input) {

@@ -3,7 +3,6 @@ package io.clfeval;
 import java.util.Arrays;
 import java.util.Iterator;
 import java.util.List;
-import org.apache.spark.api.java.function.FlatMapFunction;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.catalyst.InternalRow;
@@ -101,21 +100,14 @@ public final class MulticlassStates {
   }
 
   /** The per-partition function (shipped to executors; everything it holds is serializable). */
-  static final class Scan implements FlatMapFunction<Iterator<InternalRow>, InternalRow> {
+  static final class Scan extends BatchedStates.BinnedScan {
     private static final long serialVersionUID = 1L;
-    private final DataType[] keyTypes;
     private final int classCount;
-    private final BinSearch bins;
-    private final int binCount;
-    private final double eps;
     private final int maxItems;
 
     Scan(DataType[] keyTypes, int classCount, double[] edges, double eps, int maxItems) {
-      this.keyTypes = keyTypes;
+      super(keyTypes, edges, eps);
       this.classCount = classCount;
-      this.bins = new BinSearch(edges);
-      this.binCount = edges.length;
-      this.eps = eps;
       this.maxItems = maxItems;
     }
 

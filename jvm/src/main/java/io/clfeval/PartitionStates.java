@@ -3,7 +3,6 @@ package io.clfeval;
 import java.util.ArrayList;
 import java.util.Iterator;
 import java.util.List;
-import org.apache.spark.api.java.function.FlatMapFunction;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.catalyst.InternalRow;
@@ -93,19 +92,12 @@ public final class PartitionStates {
   }
 
   /** The per-partition function (shipped to executors; everything it holds is serializable). */
-  static final class Scan implements FlatMapFunction<Iterator<InternalRow>, InternalRow> {
+  static final class Scan extends BatchedStates.BinnedScan {
     private static final long serialVersionUID = 1L;
-    private final DataType[] keyTypes;
-    private final BinSearch bins;
-    private final int binCount;
-    private final double eps;
     private final int maxGroups;
 
     Scan(DataType[] keyTypes, double[] edges, double eps, int maxGroups) {
-      this.keyTypes = keyTypes;
-      this.bins = new BinSearch(edges);
-      this.binCount = edges.length;
-      this.eps = eps;
+      super(keyTypes, edges, eps);
       this.maxGroups = maxGroups;
     }
 
