@@ -65,7 +65,12 @@ if os.environ.get("CLFEVAL_ALL_KILL_POINTS") == "1":
     KILL_POINTS += [("scanning input", 0.0), (DERIVED_PHASE, 0.5)]
 
 
-def write_config(folder: Path, predictions: Path, output: Path) -> Path:
+ROLLUPS = '["day", "week", "rolling_2"]'
+
+
+def write_config(
+    folder: Path, predictions: Path, output: Path, granularities: str = ROLLUPS
+) -> Path:
     text = f"""
 [input]
 path = "{predictions}"
@@ -84,7 +89,7 @@ segment_columns = ["device"]
 
 [output]
 path = "{output}"
-granularities = ["day", "week", "rolling_2"]
+granularities = {granularities}
 """
     path = folder / f"{output.name}.toml"
     path.write_text(text)
@@ -219,3 +224,20 @@ def test_concurrent_runs_equal_a_serial_run(spark, committed, ranges) -> None:
         assert r.status == "succeeded"
     print(f"window-phase attempts of the two runs: {[r.attempts for r in results]}")
     assert_same_tables(spark, config, clean)  # one serial (incremental) run over the 4 days
+
+
+def test_concurrent_day_only_runs_equal_a_serial_run(spark, committed) -> None:
+    """Without rollups a run derives from its own histograms while it writes
+    them; two such runs over overlapping days must still leave the tables of
+    one serial run."""
+    tmp, predictions, _, _ = committed
+    day = [START + dt.timedelta(days=k) for k in range(4)]
+    serial = load_config(write_config(tmp, predictions, tmp / "days_serial", '["day"]'))
+    run_evaluation(spark, serial, day[0], day[3], log=lambda _: None)
+    config = load_config(write_config(tmp, predictions, tmp / "days_concurrent", '["day"]'))
+    results = run_together(spark, [(config, day[0], day[2]), (config, day[1], day[3])])
+    for r in results:
+        assert not isinstance(r, BaseException), repr(r)
+        assert r.status == "succeeded"
+        assert r.output_versions["score_histograms"] is not None
+    assert_same_tables(spark, config, serial)
