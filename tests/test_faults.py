@@ -52,17 +52,17 @@ KEYS = {
 }
 
 # (console phase that triggers the kill, seconds to wait after it). The suite
-# runs four points; CLFEVAL_ALL_KILL_POINTS=1 adds the other two. metrics,
-# confusion_matrices and curves are written in parallel (one phase line).
-DERIVED_PHASE = "writing metrics, confusion_matrices, curves"
+# runs four points; CLFEVAL_ALL_KILL_POINTS=1 adds the other two. All four
+# tables are written in parallel (one phase line), after the rollups are summed.
+WRITE_PHASE = "writing score_histograms, metrics, confusion_matrices, curves"
 KILL_POINTS = [
-    ("writing score_histograms", 1.0),
-    ("writing rollups", 0.5),
-    (DERIVED_PHASE, 0.0),
-    (DERIVED_PHASE, 1.0),
+    ("rolling up", 0.5),
+    (WRITE_PHASE, 0.0),
+    (WRITE_PHASE, 1.0),
+    (WRITE_PHASE, 2.0),
 ]
 if os.environ.get("CLFEVAL_ALL_KILL_POINTS") == "1":
-    KILL_POINTS += [("scanning input", 0.0), (DERIVED_PHASE, 0.5)]
+    KILL_POINTS += [("scanning input", 0.0), (WRITE_PHASE, 0.5)]
 
 
 ROLLUPS = '["day", "week", "rolling_2"]'

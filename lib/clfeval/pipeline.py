@@ -442,25 +442,9 @@ def _run(
         else:
             phase("every row was rejected: nothing to write")
             return
-        histograms = aggregate.rollup_slices(states, config, layout)
-        if config.output.granularities == ("day",):
-            # No rollups to read back: the derived tables come from these
-            # histograms in memory while they are written (see _write_windows).
-            fresh = histograms.persist()
-        else:
-            phase(
-                "writing score_histograms for "
-                + ", ".join(f"{r.first} .. {r.last}" for r in day_ranges)
-            )
-            loc = tables.output_location(config, "score_histograms")
-            result.output_versions["score_histograms"] = _retrying(
-                config,
-                phase,
-                "writing score_histograms",
-                lambda: tables.replace_windows(
-                    spark, histograms, loc, day_ranges, config.input.models
-                ),
-            )
+        # Not written here: _write_windows writes them together with their
+        # rollups and the derived tables, all computed from them in memory.
+        fresh = aggregate.rollup_slices(states, config, layout).persist()
 
         extra_metrics = _reject_metric_rows(per_day)
         attempt = 0
@@ -507,25 +491,39 @@ def _write_windows(
     """Rollups, derived tables, drift and alerts of the run's windows, all from
     one version of score_histograms.
 
-    With ``own_histograms`` (the run's daily histograms, in memory; only when no
-    rollups are configured, so the run's windows are its days): they are written
-    to score_histograms in parallel with the derived tables computed from them,
-    instead of written, read back and derived from in turn (a 20M-row run
-    7.44 s -> 6.76 s). Otherwise the states are read at one pinned version.
+    With ``own_histograms`` (the run's daily histograms, in memory, not yet
+    written): the rollups are summed from them and the other days stored in
+    score_histograms, and the days, the rollups and the derived tables computed
+    from both are written at once, instead of the days written, the rollups
+    computed from what was stored and written, and everything read back and
+    derived from in turn (day-only 20M-row run 7.44 s -> 6.76 s). Without it (a
+    retry after this run's histograms were committed) the rollups and the
+    derive read score_histograms at one pinned version.
 
-    Raises _StaleReadError when another run committed different states to
-    score_histograms after this run's read (or its own write): the caller runs it
-    again on the stored states.
+    Raises _StaleReadError when another run committed different daily states to
+    score_histograms between this run's read and its commit (its rollups may lack
+    them), or different states of this run's windows after its commit: the
+    caller runs it again on the stored states.
     """
     models = config.input.models
     histograms_loc = tables.output_location(config, "score_histograms")
     writes: dict[str, Callable[[], object]] = {}
+    rolled = None
+    read_version = tables.table_version(spark, histograms_loc)
     if own_histograms is not None:
-        ranges = day_ranges
-        stored = own_histograms
+        rollups, rolled = _rollups(spark, config, day_ranges, read_version, own_histograms)
+        if rolled is not None:
+            phase(
+                "rolling up "
+                + ", ".join(f"{t.granularity} from {t.first}" for t in rollups)
+                + " (this run's days and the stored ones)"
+            )
+            rolled = rolled.persist()
+        ranges = [*day_ranges, *rollups]
+        stored = own_histograms if rolled is None else own_histograms.unionByName(rolled)
 
         def write_histograms() -> int | None:
-            version = tables.replace_windows(spark, stored, histograms_loc, day_ranges, models)
+            version = tables.replace_windows(spark, stored, histograms_loc, ranges, models)
             # Recorded at once: if a parallel write fails, the retry must not
             # derive from states it believes unwritten.
             result.output_versions["score_histograms"] = version
@@ -533,18 +531,13 @@ def _write_windows(
 
         writes["score_histograms"] = write_histograms
     else:
-        read_version = tables.table_version(spark, histograms_loc)
         rollups = _write_rollups(spark, config, day_ranges, read_version, result, phase)
         if rollups:
-            written = result.output_versions["score_histograms"]
-            assert read_version is not None and written is not None
-            # Commits between our read and our rollup commit may have added days our
-            # rollups lack; identical rewrites by a concurrent run are harmless.
-            if written != read_version + 1 and not _same_histograms(
-                spark, config, [ALL_DAYS], read_version, written - 1
+            if not _no_other_daily_commit(
+                spark, config, read_version, result.output_versions["score_histograms"]
             ):
                 raise _StaleReadError()
-            read_version = written
+            read_version = result.output_versions["score_histograms"]
         ranges = [*day_ranges, *rollups]
         # Read once at the pinned version and kept in memory (states, not input
         # rows): the derive and the console summary both use it.
@@ -603,10 +596,15 @@ def _write_windows(
         derived.unpersist()
         if own_histograms is None:
             stored.unpersist()
+        if rolled is not None:
+            rolled.unpersist()
     result.summary = done.pop("summary")
     result.output_versions.update(done)
     if own_histograms is not None:
-        read_version = result.output_versions["score_histograms"]
+        written = result.output_versions["score_histograms"]
+        if rollups and not _no_other_daily_commit(spark, config, read_version, written):
+            raise _StaleReadError()
+        read_version = written
     if config.output.drift:
         phase("writing metric_changes (change against the previous window and the baseline)")
         metrics = tables.read_table(spark, tables.output_location(config, "metrics"))
@@ -760,6 +758,61 @@ def _reject_metric_rows(per_day: list) -> list[dict]:
     return out
 
 
+def _no_other_daily_commit(
+    spark: SparkSession, config: Config, read_version: int | None, written: int | None
+) -> bool:
+    """Whether the daily states stored just before this run's commit ``written``
+    are those it read at ``read_version`` (its rollups summed them): no commit
+    in between, or only ones that left the daily states as they were (identical
+    rewrites by a concurrent run are harmless)."""
+    assert written is not None
+    if read_version is None:
+        return written == 0
+    return written == read_version + 1 or _same_histograms(
+        spark, config, [ALL_DAYS], read_version, written - 1
+    )
+
+
+def _rollups(
+    spark: SparkSession,
+    config: Config,
+    day_ranges: list[WindowRange],
+    version: int | None,
+    own_histograms: DataFrame | None,
+) -> tuple[list[WindowRange], DataFrame | None]:
+    """Every rollup window containing one of the run's days, and its histograms:
+    sums of the daily histograms stored at ``version``, where ``own_histograms``
+    (the run's days, not yet written) replace the stored rows of the run's days.
+    ``([], None)`` when there are none."""
+    granularities = [g for g in config.output.granularities if g != "day"]
+    if not granularities:
+        return [], None
+    if own_histograms is None:
+        daily = _stored_histograms(spark, config, [ALL_DAYS], version)
+    elif version is None:
+        daily = own_histograms
+    else:
+        others = _stored_histograms(spark, config, [ALL_DAYS], version).where(
+            ~tables.window_filter(day_ranges)
+        )
+        daily = others.select(*own_histograms.columns).unionByName(own_histograms)
+    latest = daily.agg(F.max("window_start")).first()[0] or day_ranges[-1].last
+    affected = [
+        windows.affected(g, r.first, r.last, latest) for g in granularities for r in day_ranges
+    ]
+    # A rolling window is written once its last day is stored (see windows.affected).
+    affected = [a for a in affected if a.windows.first <= a.windows.last]
+    if not affected:
+        return [], None
+    targets = windows.merge_ranges([a.windows for a in affected])
+    sources = windows.merge_ranges(
+        [WindowRange("day", a.source_first, a.source_last) for a in affected]
+    )
+    needed = daily.where(tables.window_filter(sources))
+    rolled = reduce(DataFrame.unionByName, [aggregate.rollup_windows(needed, t) for t in targets])
+    return targets, rolled
+
+
 def _write_rollups(
     spark: SparkSession,
     config: Config,
@@ -770,24 +823,11 @@ def _write_rollups(
 ) -> list[WindowRange]:
     """Recompute and store every rollup window containing one of the run's days,
     from the daily histograms stored at ``version``; returns the ranges written."""
-    rollups = [g for g in config.output.granularities if g != "day"]
-    if not rollups:
+    targets, rolled = _rollups(spark, config, day_ranges, version, None)
+    if rolled is None:
         return []
-    loc = tables.output_location(config, "score_histograms")
-    daily = _stored_histograms(spark, config, [ALL_DAYS], version)
-    latest = daily.agg(F.max("window_start")).first()[0] or day_ranges[-1].last
-    affected = [windows.affected(g, r.first, r.last, latest) for g in rollups for r in day_ranges]
-    # A rolling window is written once its last day is stored (see windows.affected).
-    affected = [a for a in affected if a.windows.first <= a.windows.last]
-    if not affected:
-        return []
-    targets = windows.merge_ranges([a.windows for a in affected])
-    sources = windows.merge_ranges(
-        [WindowRange("day", a.source_first, a.source_last) for a in affected]
-    )
-    needed = _stored_histograms(spark, config, sources, version)
     phase("writing rollups " + ", ".join(f"{t.granularity} from {t.first}" for t in targets))
-    rolled = reduce(DataFrame.unionByName, [aggregate.rollup_windows(needed, t) for t in targets])
+    loc = tables.output_location(config, "score_histograms")
     result.output_versions["score_histograms"] = tables.replace_windows(
         spark, rolled, loc, targets, config.input.models
     )
