@@ -795,7 +795,9 @@ def _rollups(
         others = _stored_histograms(spark, config, [ALL_DAYS], version).where(
             ~tables.window_filter(day_ranges)
         )
-        daily = others.select(*own_histograms.columns).unionByName(own_histograms)
+        # By name, as a table written by another clfeval version may order
+        # (or lack) columns differently.
+        daily = others.unionByName(own_histograms, allowMissingColumns=True)
     latest = daily.agg(F.max("window_start")).first()[0] or day_ranges[-1].last
     affected = [
         windows.affected(g, r.first, r.last, latest) for g in granularities for r in day_ranges
