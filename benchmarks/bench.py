@@ -313,7 +313,13 @@ def main() -> None:
     p.add_argument("--master", default="local[*]")
     args = p.parse_args()
     os.makedirs(args.work, exist_ok=True)
-    spark = build_session("clfeval-bench", master=args.master)
+    # No progress bars: the benchmark prints a line per repetition, and the
+    # bars' carriage returns garble its output when it is saved to a file.
+    spark = build_session(
+        "clfeval-bench",
+        master=args.master,
+        extra_conf={"spark.ui.showConsoleProgress": "false"},
+    )
     spark.sparkContext.setLogLevel("ERROR")
     path = ensure_table(spark, args)
     out = os.path.join(args.work, "out")
