@@ -12,7 +12,11 @@ content, no key appears twice, and the killed run is not 'succeeded'. The rerun
 Concurrency: two runs in one driver at the same time (threads: separate Delta
 transactions racing on the same tables), on disjoint and on overlapping date
 ranges, into empty outputs; both must succeed and the tables must equal one
-serial run over all the days (the clean run of the kill tests).
+serial run over all the days (the clean run of the kill tests). Each run sums
+its rollups from its own days in memory and the days stored when it read, so
+the disjoint case, whose week windows span both runs' days, also exercises the
+repeat after another run committed days the first one's rollups lacked. Again
+without rollups, on overlapping ranges.
 """
 
 from __future__ import annotations
@@ -227,9 +231,8 @@ def test_concurrent_runs_equal_a_serial_run(spark, committed, ranges) -> None:
 
 
 def test_concurrent_day_only_runs_equal_a_serial_run(spark, committed) -> None:
-    """Without rollups a run derives from its own histograms while it writes
-    them; two such runs over overlapping days must still leave the tables of
-    one serial run."""
+    """Day-only runs (no rollups: nothing read back from score_histograms at
+    all) over overlapping days leave the tables of one serial run."""
     tmp, predictions, _, _ = committed
     day = [START + dt.timedelta(days=k) for k in range(4)]
     serial = load_config(write_config(tmp, predictions, tmp / "days_serial", '["day"]'))
