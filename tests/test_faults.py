@@ -13,10 +13,10 @@ Concurrency: two runs in one driver at the same time (threads: separate Delta
 transactions racing on the same tables), on disjoint and on overlapping date
 ranges, into empty outputs; both must succeed and the tables must equal one
 serial run over all the days (the clean run of the kill tests). Each run sums
-its rollups from its own days in memory and the days stored when it read, so
-the disjoint case, whose week windows span both runs' days, also exercises the
-repeat after another run committed days the first one's rollups lacked. Again
-without rollups, on overlapping ranges.
+its rollups from its own days in memory and the days stored when it read, and
+the week windows span both runs' days, so one of the two repeats its window
+phase (a lost commit race, or rollups summed without the other run's days;
+attempts are printed). Again without rollups, on overlapping ranges.
 """
 
 from __future__ import annotations
