@@ -489,16 +489,15 @@ def _write_windows(
     own_histograms: DataFrame | None = None,
 ) -> None:
     """Rollups, derived tables, drift and alerts of the run's windows, all from
-    one version of score_histograms.
+    one version of score_histograms, written in one parallel step.
 
-    With ``own_histograms`` (the run's daily histograms, in memory, not yet
-    written): the rollups are summed from them and the other days stored in
-    score_histograms, and the days, the rollups and the derived tables computed
-    from both are written at once, instead of the days written, the rollups
-    computed from what was stored and written, and everything read back and
-    derived from in turn (day-only 20M-row run 7.44 s -> 6.76 s). Without it (a
-    retry after this run's histograms were committed) the rollups and the
-    derive read score_histograms at one pinned version.
+    The run's days come from ``own_histograms`` (in memory, not yet written) or,
+    without it (a retry after this run's histograms were committed), from
+    score_histograms itself. The rollups are summed from them and the other days
+    stored in score_histograms; the days, the rollups and the derived tables
+    computed from both are then written at once, instead of the days written,
+    the rollups computed from what was stored and written, and everything read
+    back and derived from in turn (day-only 20M-row run 7.44 s -> 6.76 s).
 
     Raises _StaleReadError when another run committed different daily states to
     score_histograms between this run's read and its commit (its rollups may lack
@@ -507,41 +506,31 @@ def _write_windows(
     """
     models = config.input.models
     histograms_loc = tables.output_location(config, "score_histograms")
-    writes: dict[str, Callable[[], object]] = {}
-    rolled = None
     read_version = tables.table_version(spark, histograms_loc)
-    if own_histograms is not None:
-        rollups, rolled = _rollups(spark, config, day_ranges, read_version, own_histograms)
-        if rolled is not None:
-            phase(
-                "rolling up "
-                + ", ".join(f"{t.granularity} from {t.first}" for t in rollups)
-                + " (this run's days and the stored ones)"
-            )
-            rolled = rolled.persist()
-        ranges = [*day_ranges, *rollups]
-        stored = own_histograms if rolled is None else own_histograms.unionByName(rolled)
+    read_back = None
+    if own_histograms is None:
+        read_back = _stored_histograms(spark, config, day_ranges, read_version).persist()
+    days = own_histograms if read_back is None else read_back
+    rollups, rolled = _rollups(spark, config, day_ranges, read_version, days)
+    if rolled is not None:
+        phase(
+            "rolling up "
+            + ", ".join(f"{t.granularity} from {t.first}" for t in rollups)
+            + " (this run's days and the stored ones)"
+        )
+        rolled = rolled.persist()
+    ranges = [*day_ranges, *rollups]
+    # By name: stored rows may order (or lack) columns differently.
+    stored = days if rolled is None else days.unionByName(rolled, allowMissingColumns=True)
 
-        def write_histograms() -> int | None:
-            version = tables.replace_windows(spark, stored, histograms_loc, ranges, models)
-            # Recorded at once: if a parallel write fails, the retry must not
-            # derive from states it believes unwritten.
-            result.output_versions["score_histograms"] = version
-            return version
+    def write_histograms() -> int | None:
+        version = tables.replace_windows(spark, stored, histograms_loc, ranges, models)
+        # Recorded at once: if a parallel write fails, the retry must not
+        # derive from states it believes unwritten.
+        result.output_versions["score_histograms"] = version
+        return version
 
-        writes["score_histograms"] = write_histograms
-    else:
-        rollups = _write_rollups(spark, config, day_ranges, read_version, result, phase)
-        if rollups:
-            if not _no_other_daily_commit(
-                spark, config, read_version, result.output_versions["score_histograms"]
-            ):
-                raise _StaleReadError()
-            read_version = result.output_versions["score_histograms"]
-        ranges = [*day_ranges, *rollups]
-        # Read once at the pinned version and kept in memory (states, not input
-        # rows): the derive and the console summary both use it.
-        stored = _stored_histograms(spark, config, ranges, read_version).persist()
+    writes: dict[str, Callable[[], object]] = {"score_histograms": write_histograms}
     result.windows = ranges
     if "labels" in sources:
         extra_metrics = extra_metrics + _coverage_metric_rows(spark, config, per_day, ranges)
@@ -594,17 +583,15 @@ def _write_windows(
         done = _in_parallel(writes)
     finally:
         derived.unpersist()
-        if own_histograms is None:
-            stored.unpersist()
-        if rolled is not None:
-            rolled.unpersist()
+        for cached in (read_back, rolled):
+            if cached is not None:
+                cached.unpersist()
     result.summary = done.pop("summary")
     result.output_versions.update(done)
-    if own_histograms is not None:
-        written = result.output_versions["score_histograms"]
-        if rollups and not _no_other_daily_commit(spark, config, read_version, written):
-            raise _StaleReadError()
-        read_version = written
+    written = result.output_versions["score_histograms"]
+    if rollups and not _no_other_daily_commit(spark, config, read_version, written):
+        raise _StaleReadError()
+    read_version = written
     if config.output.drift:
         phase("writing metric_changes (change against the previous window and the baseline)")
         metrics = tables.read_table(spark, tables.output_location(config, "metrics"))
@@ -778,18 +765,16 @@ def _rollups(
     config: Config,
     day_ranges: list[WindowRange],
     version: int | None,
-    own_histograms: DataFrame | None,
+    own_histograms: DataFrame,
 ) -> tuple[list[WindowRange], DataFrame | None]:
     """Every rollup window containing one of the run's days, and its histograms:
     sums of the daily histograms stored at ``version``, where ``own_histograms``
-    (the run's days, not yet written) replace the stored rows of the run's days.
+    (the run's days) replace the stored rows of the run's days.
     ``([], None)`` when there are none."""
     granularities = [g for g in config.output.granularities if g != "day"]
     if not granularities:
         return [], None
-    if own_histograms is None:
-        daily = _stored_histograms(spark, config, [ALL_DAYS], version)
-    elif version is None:
+    if version is None:
         daily = own_histograms
     else:
         others = _stored_histograms(spark, config, [ALL_DAYS], version).where(
@@ -813,27 +798,6 @@ def _rollups(
     needed = daily.where(tables.window_filter(sources))
     rolled = reduce(DataFrame.unionByName, [aggregate.rollup_windows(needed, t) for t in targets])
     return targets, rolled
-
-
-def _write_rollups(
-    spark: SparkSession,
-    config: Config,
-    day_ranges: list[WindowRange],
-    version: int | None,
-    result: RunResult,
-    phase: _Phases,
-) -> list[WindowRange]:
-    """Recompute and store every rollup window containing one of the run's days,
-    from the daily histograms stored at ``version``; returns the ranges written."""
-    targets, rolled = _rollups(spark, config, day_ranges, version, None)
-    if rolled is None:
-        return []
-    phase("writing rollups " + ", ".join(f"{t.granularity} from {t.first}" for t in targets))
-    loc = tables.output_location(config, "score_histograms")
-    result.output_versions["score_histograms"] = tables.replace_windows(
-        spark, rolled, loc, targets, config.input.models
-    )
-    return targets
 
 
 def _stored_histograms(
