@@ -19,7 +19,8 @@ Printed: the ratios (2)/(1), (3)/(2), (4)/(2), the largest |AUC clfeval -
 AUC scikit-learn| and the widest AUC bound, and peak memory of the driver
 (Python process and, in local mode, the JVM that hosts driver and executors)
 sampled during (2). Optional sweeps: ``--bins-sweep 100,1000,10000``,
-``--slices-sweep`` and ``--multiclass-k 5,20,50``; ``--incremental`` times the
+``--slices-sweep`` and ``--multiclass-k 5,20,50``; ``--warmup N`` runs clfeval N
+times before timing it (default 1); ``--incremental`` times the
 nightly case: one more day appended, then an incremental run (only the new day
 and its rollups) against a full recompute of every day.
 
@@ -302,6 +303,15 @@ def main() -> None:
     p.add_argument("--days", type=int, default=7)
     p.add_argument("--positive-rate", type=float, default=0.1)
     p.add_argument("--reps", type=int, default=3)
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=1,
+        help="clfeval runs before the timed ones (default 1: the first run of a fresh\n"
+        "JVM). The JVM's JIT keeps compiling Spark's and Delta's code for about ten\n"
+        "runs; a long-lived session (a notebook, a scheduler running many configs)\n"
+        "is closer to --warmup 8",
+    )
     p.add_argument("--mllib-groups", type=int, default=5, help="groups timed for MLlib")
     p.add_argument("--skip-baselines", action="store_true", help="only floor and clfeval")
     p.add_argument("--bins-sweep", default="", help="e.g. 100,1000,10000")
@@ -329,7 +339,10 @@ def main() -> None:
 
     # warm-up: JIT, generated classes, Delta log cache, Python workers
     cold_jit: list[float] = []
-    (cold,) = timed(lambda: run_clfeval(spark, config), 1, "clfeval warm-up", spark, cold_jit)
+    warmup = timed(
+        lambda: run_clfeval(spark, config), max(1, args.warmup), "clfeval warm-up", spark, cold_jit
+    )
+    cold = warmup[0]
     floor = timed(lambda: scan_floor(spark, path), args.reps, "scan floor")
     jit: list[float] = []
     with PeakMemory() as memory:
@@ -344,7 +357,8 @@ def main() -> None:
         f"scan/(1) = {median(scan) / median(floor):.2f}; the other "
         f"{median(ours) - median(scan):.1f} s do not grow with rows (derive, Delta commits, "
         "the run's record)",
-        f"    (first run in a fresh JVM, not in the medians: {cold:.1f} s)",
+        f"    (first run in a fresh JVM, not in the medians: {cold:.1f} s; "
+        f"{len(warmup)} warm-up run(s) before the timed ones)",
         f"    JIT compiler CPU per run: median {median(jit):.1f} s "
         f"(reps {', '.join(f'{j:.1f}' for j in jit)}; first run {cold_jit[0]:.1f} s)",
         f"    peak memory during (2): python driver {memory.python / 2**20:.0f} MiB, "
