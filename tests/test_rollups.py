@@ -131,7 +131,14 @@ def test_rollup_metrics_equal_direct_computation_over_the_window(spark, rolled) 
 def test_rerun_of_one_day_refreshes_rollups_to_the_same_content(spark, rolled) -> None:
     config, _ = rolled
     before = {name: read(spark, config, name) for name in ("score_histograms", "metrics", "curves")}
-    run_evaluation(spark, config, dt.date(2026, 3, 30), dt.date(2026, 3, 30), log=lambda _: None)
+    result = run_evaluation(
+        spark, config, dt.date(2026, 3, 30), dt.date(2026, 3, 30), log=lambda _: None
+    )
+    # Every rolling window containing the day is complete (the stored days run to
+    # 04-02), so all three are rewritten: those starting 03-28, 03-29 and 03-30,
+    # the last two ending after the rerun day.
+    rolling = [(w.first, w.last) for w in result.windows if w.granularity == "rolling_3"]
+    assert rolling == [(dt.date(2026, 3, 28), dt.date(2026, 3, 30))]
     for name, old in before.items():
         new = read(spark, config, name)
         numeric = [c for c in new.columns if new[c].dtype.kind == "f"]
