@@ -307,7 +307,7 @@ def main() -> None:
         "--warmup",
         type=int,
         default=1,
-        help="clfeval runs before the timed ones (default 1: the first run of a fresh\n"
+        help="clfeval runs before the timed ones (default and least 1: the first run of a fresh\n"
         "JVM). The JVM's JIT keeps compiling Spark's and Delta's code for about ten\n"
         "runs; a long-lived session (a notebook, a scheduler running many configs)\n"
         "is closer to --warmup 8",
