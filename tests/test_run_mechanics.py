@@ -3,6 +3,7 @@ and per-run session settings."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import threading
@@ -162,3 +163,114 @@ def test_output_tables_keep_statistics_of_the_model_columns_only(spark, demo_out
             assert set(stats["minValues"]) == {"model_name", "model_version"}, (name, stats)
     runs = _file_statistics(out / "runs")
     assert runs and all("run_id" in stats["minValues"] for stats in runs)
+
+
+def _spy_row_replacements(monkeypatch) -> list[bool]:
+    """What each call of the one-commit finish of a run's row returned."""
+    results: list[bool] = []
+    replace = tables._replace_run_row
+
+    def spy(*args, **kwargs) -> bool:
+        results.append(replace(*args, **kwargs))
+        return results[-1]
+
+    monkeypatch.setattr(tables, "_replace_run_row", spy)
+    return results
+
+
+def _running_record(run_id: str) -> dict:
+    return {
+        "run_id": run_id,
+        "started_at": dt.datetime(2026, 11, 30, 12, 0, 0),
+        "status": "running",
+        "config_hash": "c0ffee",
+        "code_version": "test",
+        "input": "/data/predictions",
+        "input_version": 7,
+        "input_versions": {"predictions": 7, "labels": 2},
+        "input_table_ids": {"predictions": "id-p", "labels": "id-l"},
+        "mode": "range",
+        "start_date": dt.date(2026, 11, 1),
+        "end_date": dt.date(2026, 11, 5),
+    }
+
+
+FINAL_FIELDS = {
+    "status": "succeeded",
+    "rows_read": 1000,
+    "rows_evaluated": 990,
+    "rows_rejected": 10,
+    "reject_counts": {"null_score": 10},
+    "tables_written": ["metrics", "score_histograms"],
+    "output_versions": {"metrics": 3, "score_histograms": 4},
+    "windows": [
+        {
+            "granularity": "day",
+            "first_start": dt.date(2026, 11, 1),
+            "last_start": dt.date(2026, 11, 5),
+        }
+    ],
+    "attempts": 2,
+}
+
+
+def test_a_run_finishes_its_row_in_one_commit_that_replaces_the_rows_file(
+    spark, demo_output, tmp_path, monkeypatch
+) -> None:
+    """The run's end is one commit that removes the file its running row was
+    appended in and adds the final row (no UPDATE that replays the log and scans
+    for the row): the path taken with the pinned Delta."""
+    replaced = _spy_row_replacements(monkeypatch)
+    config = demo_config(demo_output, tmp_path / "out")
+    run_evaluation(spark, config, log=lambda _: None)
+    runs = tmp_path / "out" / "runs"
+    assert replaced == [True]
+    started, finished = (log_actions(runs, "add", after_version=v - 1)[:1] for v in (0, 1))
+    removed = log_actions(runs, "remove")
+    assert [r["path"] for r in removed] == [started[0]["path"]]
+    assert finished[0]["path"] != started[0]["path"]
+    rows = spark.read.format("delta").load(str(runs)).collect()
+    assert [(r["status"], r["rows_read"] > 0, r["ended_at"] is not None) for r in rows] == [
+        ("succeeded", True, True)
+    ]
+
+
+def test_the_one_commit_finish_writes_what_delta_update_writes(
+    spark, demo_output, tmp_path, monkeypatch
+) -> None:
+    """Two running rows finished with the same fields, one by the one-commit
+    replacement, one by Delta's UPDATE: every column but run_id and ended_at equal."""
+    replaced = _spy_row_replacements(monkeypatch)
+    config = demo_config(demo_output, tmp_path / "out")
+    first = {name: tables.start_run(spark, config, _running_record(name)) for name in ("a", "b")}
+    tables.finish_run(spark, config, _running_record("a"), FINAL_FIELDS, first["a"])
+    monkeypatch.setattr(tables, "_replace_run_row", lambda *args, **kwargs: False)
+    tables.finish_run(spark, config, _running_record("b"), FINAL_FIELDS, first["b"])
+    assert replaced == [True]
+    rows = {
+        r["run_id"]: r.asDict(recursive=True)
+        for r in spark.read.format("delta").load(str(tmp_path / "out" / "runs")).collect()
+    }
+    for row in rows.values():
+        assert row.pop("ended_at") is not None
+        row.pop("run_id")
+    assert rows["a"] == rows["b"]
+    assert rows["a"]["status"] == "succeeded" and rows["a"]["input_versions"]["labels"] == 2
+
+
+def test_a_running_row_sharing_its_file_is_updated_not_dropped(
+    spark, demo_output, tmp_path, monkeypatch
+) -> None:
+    """When the runs table was compacted (OPTIMIZE put two running rows in one file),
+    the one-commit replacement does not apply (removing the file would drop the other
+    run's row): Delta's UPDATE sets the row instead."""
+    replaced = _spy_row_replacements(monkeypatch)
+    config = demo_config(demo_output, tmp_path / "out")
+    first = {name: tables.start_run(spark, config, _running_record(name)) for name in ("a", "b")}
+    runs = str(tmp_path / "out" / "runs")
+    DeltaTable.forPath(spark, runs).optimize().executeCompaction()
+    assert len(spark.read.format("delta").load(runs).inputFiles()) == 1
+    tables.finish_run(spark, config, _running_record("a"), FINAL_FIELDS, first["a"])
+    assert replaced == [False]
+    statuses = {r["run_id"]: r["status"] for r in spark.read.format("delta").load(runs).collect()}
+    assert statuses == {"a": "succeeded", "b": "running"}

@@ -284,7 +284,7 @@ def _evaluate(
         )
         try:
             _run(spark, config, layout, sources, plan, result, phase, recorded.result)
-            recorded.result()
+            first_version = recorded.result()
         except BaseException as exc:
             if recorded.exception() is not None:
                 raise  # no row of this run to mark failed
@@ -294,7 +294,7 @@ def _evaluate(
                 config,
                 phase,
                 "recording the failure",
-                lambda: tables.finish_run(spark, config, run_id, fields),
+                lambda: tables.finish_run(spark, config, record, fields, recorded.result()),
             )
             raise
     result.status = "succeeded"
@@ -302,7 +302,7 @@ def _evaluate(
         config,
         phase,
         "recording the run",
-        lambda: tables.finish_run(spark, config, run_id, _run_fields(result)),
+        lambda: tables.finish_run(spark, config, record, _run_fields(result), first_version),
     )
     phase(f"run {run_id} succeeded")
     return result
@@ -361,7 +361,7 @@ def _run(
     plan: DayPlan,
     result: RunResult,
     phase: _Phases,
-    wait_for_run_record: Callable[[], None],
+    wait_for_run_record: Callable[[], object],
 ) -> None:
     """Scan, then (once the run's row is committed) write every table."""
     if plan.days is not None and not plan.days:

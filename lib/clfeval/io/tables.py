@@ -13,6 +13,7 @@ commits nothing, so a crash leaves the previous state intact.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from dataclasses import dataclass
 from functools import reduce
@@ -330,28 +331,132 @@ def _literal(value: object, data_type: T.DataType) -> Column:
     return F.lit(value).cast(data_type)
 
 
-def start_run(spark: SparkSession, config: Config, record: dict) -> None:
-    """Append the run's first row (status 'running') to the runs table."""
+def _run_row(spark: SparkSession, record: dict, ended_now: bool = False) -> DataFrame:
+    """The run's row as a one-row DataFrame of RUNS_SCHEMA (``ended_at`` now, if asked)."""
+    row = [
+        (
+            F.current_timestamp()
+            if ended_now and f.name == "ended_at"
+            else _literal(record.get(f.name), f.dataType)
+        ).alias(f.name)
+        for f in RUNS_SCHEMA.fields
+    ]
+    return spark.range(1).select(*row)
+
+
+def start_run(spark: SparkSession, config: Config, record: dict) -> int | None:
+    """Append the run's first row (status 'running') to the runs table.
+
+    Returns the first version that can hold the row (the table's version before the
+    append + 1), which lets ``finish_run`` find the row's file from the commits
+    since then; None where the log is not reachable that way (``_log_snapshot``)."""
     loc = output_location(config, "runs")
-    row = [_literal(record.get(f.name), f.dataType).alias(f.name) for f in RUNS_SCHEMA.fields]
-    df = spark.range(1).select(*row)
+    before = _log_snapshot(spark, loc)
     # mergeSchema: a runs table written by an older clfeval gains the new columns.
-    writer = df.write.format("delta").mode("append").option("mergeSchema", "true")
+    writer = (
+        _run_row(spark, record).write.format("delta").mode("append").option("mergeSchema", "true")
+    )
     if loc.qualified_name is not None:
         writer.saveAsTable(loc.qualified_name)
     else:
         writer.save(loc.path)
+    return None if before is None else int(before.version()) + 1
 
 
-def finish_run(spark: SparkSession, config: Config, run_id: str, updates: dict) -> None:
-    """Set the final fields of a run's row (status, counts, versions, end time)."""
-    table = _delta_table(spark, output_location(config, "runs"))
+def finish_run(
+    spark: SparkSession,
+    config: Config,
+    record: dict,
+    updates: dict,
+    first_version: int | None = None,
+) -> None:
+    """Set the final fields of a run's row (status, counts, versions, end time).
+
+    ``record`` is the row ``start_run`` wrote and ``first_version`` what it returned."""
+    loc = output_location(config, "runs")
+    if first_version is not None and _replace_run_row(
+        spark, loc, {**record, **updates}, first_version
+    ):
+        return
+    table = _delta_table(spark, loc)
     if table is None:
         return
     types = {f.name: f.dataType for f in RUNS_SCHEMA.fields}
     assignments = {k: _literal(v, types[k]) for k, v in updates.items()}
     assignments["ended_at"] = F.current_timestamp()
-    table.update(condition=F.col("run_id") == F.lit(run_id), set=assignments)
+    table.update(condition=F.col("run_id") == F.lit(record["run_id"]), set=assignments)
+
+
+def _replace_run_row(
+    spark: SparkSession, loc: TableLocation, row: dict, first_version: int
+) -> bool:
+    """Replace the run's row in one commit that removes the file ``start_run`` wrote
+    (found in the commits since ``first_version``) and adds a file with ``row``.
+
+    That is the commit Delta's UPDATE makes, without the work UPDATE needs to find
+    the row: replaying the table's log into its file list, scanning the candidate
+    files for the row, rewriting the file from what it read (seven Spark jobs,
+    0.65 s in a warm 2M-row run, against one job and 0.21 s here; whole runs
+    4.38 -> 4.05 s and 0.66 CPU-s less, medians of 8, alternating in one
+    process). Done only when the
+    file's statistics show it holds this run's row alone (one record, run_id min
+    and max equal to it: an OPTIMIZE that merged rows into one file, or a user's
+    rewrite, leaves no such file) and the table has clfeval's runs columns
+    unpartitioned. A concurrent commit that removed the same file (OPTIMIZE, a
+    user's UPDATE) fails this commit with Delta's conflict error. Internal Scala
+    API, reached through py4j like ``_log_snapshot``: False wherever it is not
+    reachable, fails or does not apply, and the caller then runs the UPDATE (which
+    sets the same values, also if this commit got through before an error)."""
+    jvm = getattr(spark, "_jvm", None)
+    if loc.path is None or jvm is None:
+        return False
+    none = jvm.scala.Option.empty()
+    try:
+        log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, loc.path)
+        txn = log.startTransaction()
+        metadata = txn.metadata()
+        schema = T.StructType.fromJson(json.loads(metadata.schemaString()))
+        if (
+            metadata.partitionColumns().nonEmpty()
+            or schema.simpleString() != RUNS_SCHEMA.simpleString()
+        ):
+            return False
+        row_file = _run_row_file(log, first_version, int(txn.readVersion()), row["run_id"], none)
+        if row_file is None:
+            return False
+        added = txn.writeFiles(_run_row(spark, row, ended_now=True)._jdf)
+        update = getattr(jvm.org.apache.spark.sql.delta, "DeltaOperations$Update")(none)
+        txn.commit(added.appended(row_file.remove()), update)
+        return True
+    except Py4JError:
+        return False
+
+
+def _run_row_file(
+    log: JavaObject, first: int, last: int, run_id: str, none: JavaObject
+) -> JavaObject | None:
+    """The AddFile of commits ``first..last`` that holds ``run_id``'s row alone and
+    that no later commit of the range removed; None when there is none."""
+    if last < first:
+        return None
+    found = None
+    commits = log.getChanges(first, last, none, True)  # True: a missing commit file raises
+    while commits.hasNext():
+        actions = commits.next()._2().iterator()
+        while actions.hasNext():
+            action = actions.next()
+            kind = action.getClass().getSimpleName()
+            if kind == "AddFile" and action.deletionVector() is None and action.stats():
+                stats = json.loads(action.stats())
+                if (
+                    stats.get("numRecords") == 1
+                    and stats.get("minValues", {}).get("run_id") == run_id
+                    and stats.get("maxValues", {}).get("run_id") == run_id
+                ):
+                    found = action
+            elif kind == "RemoveFile" and found is not None and action.path() == found.path():
+                found = None
+    return found
 
 
 def last_baseline_run(spark: SparkSession, config: Config, input_name: str) -> dict | None:
