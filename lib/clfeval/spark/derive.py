@@ -319,7 +319,11 @@ def derive_tables(
             min_slice_size,
         )
 
-    return histograms.groupBy(*KEY_COLUMNS).applyInArrow(run, schema=COMBINED_SCHEMA)
+    # Only the columns the evaluation reads travel to Python (the bin edges, layout
+    # id and multiclass columns stay behind): 2M-row benchmark's states, derive
+    # alone, 0.57 -> 0.49 s (medians of 5).
+    needed = histograms.select(*KEY_COLUMNS, "bin", *BinaryState.FIELDS)
+    return needed.groupBy(*KEY_COLUMNS).applyInArrow(run, schema=COMBINED_SCHEMA)
 
 
 def multiclass_state_from_pandas(
