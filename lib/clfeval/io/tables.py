@@ -428,7 +428,9 @@ def _replace_run_row(
         update = getattr(jvm.org.apache.spark.sql.delta, "DeltaOperations$Update")(none)
         txn.commit(added.appended(row_file.remove()), update)
         return True
-    except Py4JError:
+    # Also a schema or statistics this code does not parse: the run's work is done,
+    # and the UPDATE can still record it.
+    except (Py4JError, ValueError, LookupError, TypeError):
         return False
 
 
