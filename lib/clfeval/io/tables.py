@@ -199,17 +199,30 @@ def is_concurrent_modification(exc: BaseException) -> bool:
     return error_mentions(exc, CONCURRENT_MODIFICATION_MARKERS)
 
 
-def _log_snapshot(spark: SparkSession, loc: TableLocation) -> JavaObject | None:
-    """The latest snapshot of a path table, read by Delta's log on the driver (a
-    listing of ``_delta_log`` and the last commit: ~10 ms, where ``history(1)`` or
-    ``detail()`` run a Spark job, ~200 ms each and several per run); None where
-    that (internal) Scala API is not reachable: catalog tables, Spark Connect,
-    another Delta build. Callers then use the public API."""
+def _delta_log(spark: SparkSession, loc: TableLocation) -> tuple[JavaObject, JavaObject] | None:
+    """The JVM view and Delta's (internal, Scala) log object of a path table,
+    reached through py4j; None where they are not reachable: catalog tables,
+    Spark Connect, another Delta build. Callers then use the public API."""
     jvm = getattr(spark, "_jvm", None)  # Spark Connect sessions have none
     if loc.path is None or jvm is None:
         return None
     try:
         log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, loc.path)
+    except Py4JError:
+        return None
+    return jvm, log
+
+
+def _log_snapshot(spark: SparkSession, loc: TableLocation) -> JavaObject | None:
+    """The latest snapshot of a path table, read by Delta's log on the driver (a
+    listing of ``_delta_log`` and the last commit: ~10 ms, where ``history(1)`` or
+    ``detail()`` run a Spark job, ~200 ms each and several per run); None where
+    ``_delta_log`` is."""
+    reached = _delta_log(spark, loc)
+    if reached is None:
+        return None
+    jvm, log = reached
+    try:
         none = jvm.scala.Option.empty()
         # update(stalenessAcceptable=false, ...): list the log now, never a cached state
         return log.update(False, none, none)
@@ -398,21 +411,21 @@ def _replace_run_row(
     files for the row, rewriting the file from what it read (seven Spark jobs,
     0.65 s in a warm 2M-row run, against one job and 0.21 s here; whole runs
     4.38 -> 4.05 s and 0.66 CPU-s less, medians of 8, alternating in one
-    process). Done only when the
-    file's statistics show it holds this run's row alone (one record, run_id min
-    and max equal to it: an OPTIMIZE that merged rows into one file, or a user's
-    rewrite, leaves no such file) and the table has clfeval's runs columns
-    unpartitioned. A concurrent commit that removed the same file (OPTIMIZE, a
-    user's UPDATE) fails this commit with Delta's conflict error. Internal Scala
-    API, reached through py4j like ``_log_snapshot``: False wherever it is not
-    reachable, fails or does not apply, and the caller then runs the UPDATE (which
-    sets the same values, also if this commit got through before an error)."""
-    jvm = getattr(spark, "_jvm", None)
-    if loc.path is None or jvm is None:
+    process). Done only when the file's statistics show it holds this run's row
+    alone (one record, run_id min and max equal to it: an OPTIMIZE that merged
+    rows into one file, or a user's rewrite, leaves no such file) and the table
+    has clfeval's runs columns unpartitioned. A concurrent commit that removed
+    the same file (OPTIMIZE, a user's UPDATE) fails this commit with Delta's
+    conflict error. Internal Scala API (``_delta_log``): False wherever it is not
+    reachable, fails or does not apply, and the caller then runs the UPDATE
+    (which sets the same values, also if this commit got through before an
+    error)."""
+    reached = _delta_log(spark, loc)
+    if reached is None:
         return False
+    jvm, log = reached
     none = jvm.scala.Option.empty()
     try:
-        log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, loc.path)
         txn = log.startTransaction()
         metadata = txn.metadata()
         schema = T.StructType.fromJson(json.loads(metadata.schemaString()))
