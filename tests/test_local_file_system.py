@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from py4j.protocol import Py4JJavaError
 
-from clfeval.io.session import AGGREGATORS_JAR, LOCAL_FILE_SYSTEM_CONF
+from clfeval.io import session
+from clfeval.io.session import AGGREGATORS_JAR, LOCAL_FILE_SYSTEM_CONF, local_small_conf
 
-pytestmark = pytest.mark.skipif(not AGGREGATORS_JAR.is_file(), reason="`make jar` not run")
+needs_jar = pytest.mark.skipif(not AGGREGATORS_JAR.is_file(), reason="`make jar` not run")
 
 
 def _file_systems(spark):
@@ -36,6 +37,7 @@ def _mode(path: Path) -> int:
     return stat.S_IMODE(os.lstat(path).st_mode)
 
 
+@needs_jar
 def test_local_sessions_open_file_paths_with_clfevals_file_system(spark) -> None:
     """Both of Hadoop's entry points (FileSystem: Spark's readers and writers;
     FileContext: Delta's commits) resolve file: to clfeval's classes in the suite's
@@ -52,6 +54,7 @@ def test_local_sessions_open_file_paths_with_clfevals_file_system(spark) -> None
     )
 
 
+@needs_jar
 @pytest.mark.parametrize(
     "mode",
     [0o644, 0o600, 0o755, 0o700, 0o777, 0o000, 0o421, 0o1777, 0o2755],
@@ -74,6 +77,7 @@ def test_set_permission_gives_the_mode_hadoop_gives(spark, tmp_path, mode, kind)
     assert modes[0] & 0o777 == mode & 0o777
 
 
+@needs_jar
 def test_set_permission_keeps_a_directorys_setgid_bit_as_chmod_does(spark, tmp_path) -> None:
     ours, hadoops = _file_systems(spark)
     perm = spark._jvm.org.apache.hadoop.fs.permission.FsPermission.createImmutable(0o755)
@@ -87,6 +91,7 @@ def test_set_permission_keeps_a_directorys_setgid_bit_as_chmod_does(spark, tmp_p
     assert modes[0] == modes[1], [oct(m) for m in modes]
 
 
+@needs_jar
 def test_created_files_and_directories_get_hadoops_modes(spark, tmp_path) -> None:
     """create and mkdirs (what a Parquet write and a Delta commit call) set the
     default permissions under the umask, as Hadoop's code does."""
@@ -112,6 +117,7 @@ def _link_status(fs, path):
     return (status.isSymlink(), status.isDirectory(), status.getLen(), target)
 
 
+@needs_jar
 def test_link_status_equals_hadoops(spark, tmp_path) -> None:
     """Regular files, directories, symbolic links (given with and without the
     scheme: Hadoop reads the link only without it) and missing paths."""
@@ -128,3 +134,13 @@ def test_link_status_equals_hadoops(spark, tmp_path) -> None:
     # Guards against comparing two things that cannot differ: Hadoop sees the link.
     link = _link_status(hadoops, _path(spark, tmp_path / "link", qualified=False))
     assert link[0] is True and link[3] == str(tmp_path / "data.txt")
+
+
+def test_local_sessions_name_the_file_system_only_with_the_jar(monkeypatch, tmp_path) -> None:
+    """The classes live in the optional jar: a session without it must not name
+    them (Hadoop would then fail to open any file: path)."""
+    jar = tmp_path / "clfeval-aggregators.jar"
+    monkeypatch.setattr(session, "AGGREGATORS_JAR", jar)
+    assert not set(LOCAL_FILE_SYSTEM_CONF) & set(local_small_conf("local[2]"))
+    jar.write_bytes(b"")
+    assert set(LOCAL_FILE_SYSTEM_CONF) <= set(local_small_conf("local[2]"))
