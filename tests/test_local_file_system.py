@@ -12,7 +12,12 @@ import pytest
 from py4j.protocol import Py4JJavaError
 
 from clfeval.io import session
-from clfeval.io.session import AGGREGATORS_JAR, LOCAL_FILE_SYSTEM_CONF, local_small_conf
+from clfeval.io.session import (
+    AGGREGATORS_JAR,
+    LOCAL_FILE_SYSTEM_CONF,
+    local_small_conf,
+    session_conf,
+)
 
 needs_jar = pytest.mark.skipif(not AGGREGATORS_JAR.is_file(), reason="`make jar` not run")
 
@@ -144,3 +149,18 @@ def test_local_sessions_name_the_file_system_only_with_the_jar(monkeypatch, tmp_
     assert not set(LOCAL_FILE_SYSTEM_CONF) & set(local_small_conf("local[2]"))
     jar.write_bytes(b"")
     assert set(LOCAL_FILE_SYSTEM_CONF) <= set(local_small_conf("local[2]"))
+
+
+@needs_jar
+def test_a_callers_own_driver_class_path_keeps_the_jar() -> None:
+    """extra_conf wins over clfeval's settings, but a driver class path of the
+    caller's own must not drop the jar the file system lives in (the JVM would not
+    start); a cluster session is given neither."""
+    key = "spark.driver.extraClassPath"
+    conf = session_conf("local[2]", True, "UTC", {key: "/opt/jdbc/driver.jar"})
+    assert conf[key].split(os.pathsep) == ["/opt/jdbc/driver.jar", str(AGGREGATORS_JAR)]
+    assert conf["spark.hadoop.fs.file.impl"] == LOCAL_FILE_SYSTEM_CONF["spark.hadoop.fs.file.impl"]
+    suite = session_conf("local[2]", True, "UTC", local_small_conf("local[2]"))
+    assert suite[key] == str(AGGREGATORS_JAR)
+    cluster = session_conf("spark://127.0.0.1:7077", False, "UTC", None)
+    assert not set(LOCAL_FILE_SYSTEM_CONF) & set(cluster), cluster

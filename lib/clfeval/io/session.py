@@ -94,6 +94,34 @@ def local_small_conf(master: str | None) -> dict[str, str]:
     }
 
 
+def session_conf(
+    master: str | None, local: bool, timezone: str, extra_conf: dict[str, str] | None
+) -> dict[str, str]:
+    """The settings ``build_session`` starts a session with: clfeval's, then the
+    caller's ``extra_conf`` over them, with clfeval's jar kept in the caller's own
+    ``spark.jars`` and (local sessions, where file: paths use the jar's file
+    system) ``spark.driver.extraClassPath``: a class path that lost the jar would
+    leave Hadoop naming a class it cannot load, and the JVM would not start."""
+    conf = {
+        **(local_small_conf(master) if local else {}),
+        **DELTA_CONF,
+        **CODEGEN_CONF,
+        "spark.sql.session.timeZone": timezone,
+        "spark.ui.showConsoleProgress": "true",
+        **(extra_conf or {}),
+    }
+    if AGGREGATORS_JAR.is_file():
+        # spark.jars reaches the driver and every executor (local or cluster).
+        conf["spark.jars"] = ",".join(filter(None, [conf.get("spark.jars"), str(AGGREGATORS_JAR)]))
+        file_system = "spark.hadoop.fs.file.impl"
+        if conf.get(file_system) == LOCAL_FILE_SYSTEM_CONF[file_system]:
+            paths = (conf.get("spark.driver.extraClassPath") or "").split(os.pathsep)
+            conf["spark.driver.extraClassPath"] = os.pathsep.join(
+                dict.fromkeys(p for p in [*paths, str(AGGREGATORS_JAR)] if p)
+            )
+    return conf
+
+
 def build_session(
     app_name: str = "clfeval",
     master: str | None = None,
@@ -122,17 +150,7 @@ def build_session(
     if master:
         builder = builder.master(master)
     local = not under_spark_submit and (master is None or master.startswith("local"))
-    conf = {
-        **(local_small_conf(master) if local else {}),
-        **DELTA_CONF,
-        **CODEGEN_CONF,
-        "spark.sql.session.timeZone": timezone,
-        "spark.ui.showConsoleProgress": "true",
-        **(extra_conf or {}),
-    }
-    if AGGREGATORS_JAR.is_file():
-        # spark.jars reaches the driver and every executor (local or cluster).
-        conf["spark.jars"] = ",".join(filter(None, [conf.get("spark.jars"), str(AGGREGATORS_JAR)]))
+    conf = session_conf(master, local, timezone, extra_conf)
     for key, value in conf.items():
         builder = builder.config(key, value)
     spark = configure_spark_with_delta_pip(builder).getOrCreate()
