@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import stat
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -141,13 +142,21 @@ def test_link_status_equals_hadoops(spark, tmp_path) -> None:
     assert link[0] is True and link[3] == str(tmp_path / "data.txt")
 
 
-def test_local_sessions_name_the_file_system_only_with_the_jar(monkeypatch, tmp_path) -> None:
-    """The classes live in the optional jar: a session without it must not name
-    them (Hadoop would then fail to open any file: path)."""
+def test_local_sessions_name_the_file_system_only_when_the_jar_has_it(
+    monkeypatch, tmp_path
+) -> None:
+    """The classes live in the optional jar: a session without it, or with a jar
+    built before they existed, must not name them (Hadoop would then fail to
+    start the JVM)."""
     jar = tmp_path / "clfeval-aggregators.jar"
     monkeypatch.setattr(session, "AGGREGATORS_JAR", jar)
     assert not set(LOCAL_FILE_SYSTEM_CONF) & set(local_small_conf("local[2]"))
-    jar.write_bytes(b"")
+    with zipfile.ZipFile(jar, "w") as old:
+        old.writestr("io/clfeval/PartitionStates.class", b"")
+    assert not set(LOCAL_FILE_SYSTEM_CONF) & set(local_small_conf("local[2]"))
+    with zipfile.ZipFile(jar, "w") as built:
+        for name in ("NioLocalFileSystem", "NioLocalFs", "NioRawLocalFileSystem"):
+            built.writestr(f"io/clfeval/{name}.class", b"")
     assert set(LOCAL_FILE_SYSTEM_CONF) <= set(local_small_conf("local[2]"))
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -66,6 +67,20 @@ LOCAL_FILE_SYSTEM_CONF = {
 }
 
 
+def _jar_has_file_system() -> bool:
+    """Whether the built jar holds the file system's classes (a jar built before
+    they existed does not, and Hadoop would then fail to start the JVM)."""
+    try:
+        with zipfile.ZipFile(AGGREGATORS_JAR) as jar:
+            names = set(jar.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return all(
+        f"{LOCAL_FILE_SYSTEM_CONF[key].replace('.', '/')}.class" in names
+        for key in ("spark.hadoop.fs.file.impl", "spark.hadoop.fs.AbstractFileSystem.file.impl")
+    )
+
+
 def local_small_conf(master: str | None) -> dict[str, str]:
     """Settings for one small machine (``master`` local[N] or local[*]; None is
     local[*]), used by the tests and by local runs of the jobs: no UI, few Delta
@@ -90,7 +105,7 @@ def local_small_conf(master: str | None) -> dict[str, str]:
         "spark.sql.shuffle.partitions": str(max(1, cores)),
         "spark.databricks.delta.snapshotPartitions": "2",
         "spark.ui.enabled": "false",
-        **(LOCAL_FILE_SYSTEM_CONF if AGGREGATORS_JAR.is_file() else {}),
+        **(LOCAL_FILE_SYSTEM_CONF if _jar_has_file_system() else {}),
     }
 
 
