@@ -17,7 +17,15 @@ def spark():
     session = build_session(
         "clfeval-tests",
         master="local[2]",
-        extra_conf={**local_small_conf("local[2]"), "spark.ui.showConsoleProgress": "false"},
+        extra_conf={
+            **local_small_conf("local[2]"),
+            "spark.ui.showConsoleProgress": "false",
+            # The suite creates hundreds of Delta tables in one session; Delta keeps
+            # each table's log and snapshot (plans, encoders) in its cache, and with
+            # Spark's default 1 GiB heap a run of the suite ended in back-to-back
+            # full collections (a jmap histogram: Catalyst trees and encoders).
+            "spark.driver.memory": "2g",
+        },
     )
     session.sparkContext.setLogLevel("ERROR")
     yield session
