@@ -22,7 +22,7 @@ def spark():
             "spark.ui.showConsoleProgress": "false",
             # The suite creates hundreds of Delta tables in one session; Delta keeps
             # each table's log and snapshot (plans, encoders) in its cache, and with
-            # Spark's default 1 GiB heap a run of the suite ended in back-to-back
+            # Spark's default 1 GiB heap a run of the suite stalled in back-to-back
             # full collections (a jmap histogram: Catalyst trees and encoders).
             "spark.driver.memory": "2g",
         },
