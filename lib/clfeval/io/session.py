@@ -126,15 +126,21 @@ def session_conf(
         **(extra_conf or {}),
     }
     if AGGREGATORS_JAR.is_file():
+        jar = str(AGGREGATORS_JAR)
         # spark.jars reaches the driver and every executor (local or cluster).
-        conf["spark.jars"] = ",".join(filter(None, [conf.get("spark.jars"), str(AGGREGATORS_JAR)]))
+        conf["spark.jars"] = _with_item(conf.get("spark.jars"), jar, ",")
         file_system = "spark.hadoop.fs.file.impl"
         if conf.get(file_system) == LOCAL_FILE_SYSTEM_CONF[file_system]:
-            paths = (conf.get("spark.driver.extraClassPath") or "").split(os.pathsep)
-            conf["spark.driver.extraClassPath"] = os.pathsep.join(
-                dict.fromkeys(p for p in [*paths, str(AGGREGATORS_JAR)] if p)
-            )
+            key = "spark.driver.extraClassPath"
+            conf[key] = _with_item(conf.get(key), jar, os.pathsep)
     return conf
+
+
+def _with_item(joined: str | None, item: str, separator: str) -> str:
+    """A list setting (``joined`` by ``separator``) with ``item`` in it once, last
+    unless it was there already."""
+    items = [p for p in (joined or "").split(separator) if p]
+    return separator.join(dict.fromkeys([*items, item]))
 
 
 def build_session(
