@@ -16,7 +16,7 @@ from delta.tables import DeltaTable
 
 from clfeval.config import load_config
 from clfeval.io import tables
-from clfeval.io.session import RUN_CONF, local_small_conf, run_settings
+from clfeval.io.session import LOCAL_JVM_OPTIONS, RUN_CONF, local_small_conf, run_settings
 from clfeval.pipeline import _in_parallel, run_evaluation
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,6 +77,21 @@ def test_local_sessions_use_the_parallel_collector(spark) -> None:
     beans = spark._jvm.java.lang.management.ManagementFactory.getGarbageCollectorMXBeans()
     names = {bean.getName() for bean in beans}
     assert names == {"PS Scavenge", "PS MarkSweep"}, names
+
+
+def test_local_sessions_use_smaller_jit_inlining_limits(spark) -> None:
+    """The JIT options of local_small_conf are in effect in the suite's JVM, set
+    when it started and below HotSpot's defaults (InlineSmallCode 2500,
+    FreqInlineSize 325); read back from the JVM, not from the setting."""
+    diagnostic = spark._jvm.java.lang.management.ManagementFactory.getPlatformMXBean(
+        spark._jvm.java.lang.Class.forName("com.sun.management.HotSpotDiagnosticMXBean")
+    )
+    defaults = {"InlineSmallCode": 2500, "FreqInlineSize": 325}
+    for name, default in defaults.items():
+        option = diagnostic.getVMOption(name)
+        assert option.getOrigin().toString() == "VM_CREATION", name
+        assert int(option.getValue()) < default, (name, option.getValue())
+        assert f"-XX:{name}={option.getValue()}" in LOCAL_JVM_OPTIONS.split()
 
 
 def test_local_sessions_use_one_shuffle_partition_per_core(spark) -> None:

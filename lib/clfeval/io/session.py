@@ -81,6 +81,25 @@ def _jar_has_file_system() -> bool:
     )
 
 
+# The JVM options of local sessions (driver and executor in one JVM, started by
+# this process). A batch run on few cores spends much of its CPU in the JIT
+# compiler's top tier (C2) compiling Spark's planner, Delta's commit path and
+# Parquet's writer, code a run goes through a few times: 6.0 of 14.3 CPU-s in each
+# of runs 2-5 of a fresh JVM at 20M rows. C2's time grows with how much it inlines
+# into each method it compiles, so smaller limits than HotSpot's (InlineSmallCode
+# 2500 bytes of compiled code, FreqInlineSize 325 bytecodes) cut it, while the row
+# loops' small methods still inline: separate fresh JVMs, 20M rows, three
+# processes each, runs 2-5: 7.46 s -> 6.70 s, 14.3 -> 12.5 CPU-s, the floor's
+# scan 2.55 s -> 2.29 s (not slower), the first run 21.1 s -> 19.3 s. Halving the
+# limits again (and MaxInlineLevel 9) compiled less still but slowed the scans.
+# The parallel garbage collector: a batch job wants throughput, not G1's short
+# pauses, and G1's concurrent work competes with the tasks for the few cores
+# (20M-row runs, three processes per collector, six runs each: first run
+# 33.5-33.9 s with G1 against 31.3-32.2 s, median of runs 3-6 11.8-12.5 s
+# against 11.1-11.6 s).
+LOCAL_JVM_OPTIONS = "-XX:+UseParallelGC -XX:InlineSmallCode=1500 -XX:FreqInlineSize=150"
+
+
 def local_small_conf(master: str | None) -> dict[str, str]:
     """Settings for one small machine (``master`` local[N] or local[*]; None is
     local[*]), used by the tests and by local runs of the jobs: no UI, few Delta
@@ -91,17 +110,16 @@ def local_small_conf(master: str | None) -> dict[str, str]:
     a 20M-row run took 7.44 s with 4 and 6.70 s with 2 (medians of 8
     alternating repetitions in one process; 2 was faster in all 8 pairs).
 
-    The JVM (driver and executor in one) uses the parallel garbage collector: a
-    batch job wants throughput, not G1's short pauses, and G1's concurrent work
-    competes with the tasks for the few cores. 20M-row runs, three processes per
-    collector, six runs each: first run 33.5-33.9 s with G1 against 31.3-32.2 s,
-    median of runs 3-6 11.8-12.5 s against 11.1-11.6 s. With clfeval's jar
+    The JVM (driver and executor in one) runs with LOCAL_JVM_OPTIONS (the
+    parallel garbage collector, smaller JIT inlining limits). With clfeval's jar
     built, file: paths go through its local file system (LOCAL_FILE_SYSTEM_CONF).
-    Both take effect when this process starts the JVM."""
+    Both take effect when this process starts the JVM; a caller's own
+    ``spark.driver.extraJavaOptions`` replaces the options (JVM options can
+    conflict, e.g. two garbage collectors, so they are not merged)."""
     match = re.fullmatch(r"local\[(\d+)(,\d+)?\]", master or "")
     cores = int(match.group(1)) if match else (os.cpu_count() or 1)
     return {
-        "spark.driver.extraJavaOptions": "-XX:+UseParallelGC",
+        "spark.driver.extraJavaOptions": LOCAL_JVM_OPTIONS,
         "spark.sql.shuffle.partitions": str(max(1, cores)),
         "spark.databricks.delta.snapshotPartitions": "2",
         "spark.ui.enabled": "false",
