@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from clfeval.io.session import build_session, local_small_conf
+from clfeval.io.session import build_session
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -17,8 +17,10 @@ def spark():
     session = build_session(
         "clfeval-tests",
         master="local[2]",
+        # No local_small_conf here: build_session applies it to local masters, so
+        # the suite's JVM gets what a local run gets (test_run_mechanics.py reads
+        # its options back from the JVM).
         extra_conf={
-            **local_small_conf("local[2]"),
             "spark.ui.showConsoleProgress": "false",
             # The suite creates hundreds of Delta tables in one session; Delta keeps
             # each table's log and snapshot (plans, encoders) in its cache, and with
