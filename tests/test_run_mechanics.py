@@ -13,10 +13,17 @@ from pathlib import Path
 import pytest
 from compare import COMPARED, log_actions
 from delta.tables import DeltaTable
+from pyspark.sql import functions as F
 
 from clfeval.config import load_config
 from clfeval.io import tables
-from clfeval.io.session import LOCAL_JVM_OPTIONS, RUN_CONF, local_small_conf, run_settings
+from clfeval.io.session import (
+    LOCAL_JVM_OPTIONS,
+    RUN_CONF,
+    local_small_conf,
+    run_settings,
+    session_conf,
+)
 from clfeval.pipeline import _in_parallel, run_evaluation
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,6 +109,17 @@ def test_local_sessions_use_one_shuffle_partition_per_core(spark) -> None:
     assert local_small_conf("local[3,2]")["spark.sql.shuffle.partitions"] == "3"
     cores = os.cpu_count() or 1
     assert local_small_conf(None)["spark.sql.shuffle.partitions"] == str(cores)
+
+
+def test_local_sessions_run_without_adaptive_execution(spark) -> None:
+    """The suite's local session plans each query once (local_small_conf); a
+    cluster session keeps Spark's adaptive execution, which coalesces its 200
+    default shuffle partitions."""
+    assert spark.conf.get("spark.sql.adaptive.enabled") == "false"
+    scan = spark.range(10).groupBy((F.col("id") % 2).alias("k")).count()
+    assert "AdaptiveSparkPlan" not in scan._jdf.queryExecution().executedPlan().toString()
+    cluster = session_conf("spark://127.0.0.1:7077", False, "UTC", None)
+    assert "spark.sql.adaptive.enabled" not in cluster
 
 
 def test_table_version_and_id_from_the_log_equal_delta_history(spark, tmp_path) -> None:

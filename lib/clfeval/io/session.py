@@ -103,12 +103,21 @@ LOCAL_JVM_OPTIONS = "-XX:+UseParallelGC -XX:InlineSmallCode=1500 -XX:FreqInlineS
 def local_small_conf(master: str | None) -> dict[str, str]:
     """Settings for one small machine (``master`` local[N] or local[*]; None is
     local[*]), used by the tests and by local runs of the jobs: no UI, few Delta
-    log-replay partitions, and one shuffle partition per core. Every stage after
+    log-replay partitions, one shuffle partition per core and no adaptive query
+    execution. Every stage after
     the scan is small (states, metric rows), so more tasks only add overhead
     (each task generates its projections' code, is serialized and scheduled):
     a 2M-row run on 2 cores took 11.7 s with 8 partitions and 11.0 s with 4;
     a 20M-row run took 7.44 s with 4 and 6.70 s with 2 (medians of 8
     alternating repetitions in one process; 2 was faster in all 8 pairs).
+
+    Adaptive query execution off: with one partition per core there is nothing
+    for it to coalesce, and it plans each of a run's ~19 queries again after
+    every shuffle stage (a job and a re-optimization per stage), CPU that a
+    small machine takes from the tasks. Warm runs, alternating in one process:
+    2M rows 3.51 s -> 3.26 s (6.29 -> 5.84 CPU-s, 7 of 8 pairs faster), 20M
+    rows 5.75 s -> 5.58 s (10.59 -> 10.25 CPU-s, 5 of 6). A cluster keeps it:
+    there it coalesces Spark's 200 default shuffle partitions to a few.
 
     The JVM (driver and executor in one) runs with LOCAL_JVM_OPTIONS (the
     parallel garbage collector, smaller JIT inlining limits). With clfeval's jar
@@ -121,6 +130,7 @@ def local_small_conf(master: str | None) -> dict[str, str]:
     return {
         "spark.driver.extraJavaOptions": LOCAL_JVM_OPTIONS,
         "spark.sql.shuffle.partitions": str(max(1, cores)),
+        "spark.sql.adaptive.enabled": "false",
         "spark.databricks.delta.snapshotPartitions": "2",
         "spark.ui.enabled": "false",
         **(LOCAL_FILE_SYSTEM_CONF if _jar_has_file_system() else {}),
