@@ -84,14 +84,15 @@ def _jar_has_file_system() -> bool:
 # The JVM options of local sessions (driver and executor in one JVM, started by
 # this process). A batch run on few cores spends much of its CPU in the JIT
 # compiler's top tier (C2) compiling Spark's planner, Delta's commit path and
-# Parquet's writer, code a run goes through a few times: 6.0 of 14.3 CPU-s in each
-# of runs 2-5 of a fresh JVM at 20M rows. C2's time grows with how much it inlines
-# into each method it compiles, so smaller limits than HotSpot's (InlineSmallCode
-# 2500 bytes of compiled code, FreqInlineSize 325 bytecodes) cut it, while the row
-# loops' small methods still inline: separate fresh JVMs, 20M rows, three
-# processes each, runs 2-5: 7.46 s -> 6.70 s, 14.3 -> 12.5 CPU-s, the floor's
-# scan 2.55 s -> 2.29 s (not slower), the first run 21.1 s -> 19.3 s. Halving the
-# limits again (and MaxInlineLevel 9) compiled less still but slowed the scans.
+# Parquet's writer, code a run goes through a few times: 6.0 s of compile time
+# against 14.3 CPU-s for the whole process in each of runs 2-5 of a fresh JVM at
+# 20M rows. C2's time grows with how much it inlines into each method it
+# compiles, so smaller limits than HotSpot's (InlineSmallCode 2500 bytes of
+# compiled code, FreqInlineSize 325 bytecodes) cut it, while the row loops' small
+# methods still inline: separate fresh JVMs, 20M rows, three processes each, runs
+# 2-5: 7.46 s -> 6.70 s, 14.3 -> 12.5 CPU-s, the floor's scan 2.55 s -> 2.29 s
+# (not slower), the first run 21.1 s -> 19.3 s. Halving the limits again (and
+# MaxInlineLevel 9) compiled less still but slowed the scans.
 # The parallel garbage collector: a batch job wants throughput, not G1's short
 # pauses, and G1's concurrent work competes with the tasks for the few cores
 # (20M-row runs, three processes per collector, six runs each: first run
@@ -104,9 +105,9 @@ def local_small_conf(master: str | None) -> dict[str, str]:
     """Settings for one small machine (``master`` local[N] or local[*]; None is
     local[*]), used by the tests and by local runs of the jobs: no UI, few Delta
     log-replay partitions, one shuffle partition per core and no adaptive query
-    execution. Every stage after
-    the scan is small (states, metric rows), so more tasks only add overhead
-    (each task generates its projections' code, is serialized and scheduled):
+    execution. Every stage after the scan is small (states, metric rows), so
+    more tasks only add overhead (each task generates its projections' code, is
+    serialized and scheduled):
     a 2M-row run on 2 cores took 11.7 s with 8 partitions and 11.0 s with 4;
     a 20M-row run took 7.44 s with 4 and 6.70 s with 2 (medians of 8
     alternating repetitions in one process; 2 was faster in all 8 pairs).
