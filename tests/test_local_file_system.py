@@ -169,7 +169,9 @@ def test_a_callers_own_driver_class_path_keeps_the_jar() -> None:
     conf = session_conf("local[2]", True, "UTC", {key: "/opt/jdbc/driver.jar"})
     assert conf[key].split(os.pathsep) == ["/opt/jdbc/driver.jar", str(AGGREGATORS_JAR)]
     assert conf["spark.hadoop.fs.file.impl"] == LOCAL_FILE_SYSTEM_CONF["spark.hadoop.fs.file.impl"]
-    suite = session_conf("local[2]", True, "UTC", local_small_conf("local[2]"))
-    assert suite[key] == str(AGGREGATORS_JAR)
+    # A caller that passes local_small_conf itself (the suite's session did) gets
+    # the jar once.
+    passed_again = session_conf("local[2]", True, "UTC", local_small_conf("local[2]"))
+    assert passed_again[key] == str(AGGREGATORS_JAR)
     cluster = session_conf("spark://127.0.0.1:7077", False, "UTC", None)
     assert not set(LOCAL_FILE_SYSTEM_CONF) & set(cluster), cluster

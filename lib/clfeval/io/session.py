@@ -103,11 +103,12 @@ LOCAL_JVM_OPTIONS = "-XX:+UseParallelGC -XX:InlineSmallCode=1500 -XX:FreqInlineS
 
 def local_small_conf(master: str | None) -> dict[str, str]:
     """Settings for one small machine (``master`` local[N] or local[*]; None is
-    local[*]), used by the tests and by local runs of the jobs: no UI, few Delta
-    log-replay partitions, one shuffle partition per core and no adaptive query
-    execution. Every stage after the scan is small (states, metric rows), so
-    more tasks only add overhead (each task generates its projections' code, is
-    serialized and scheduled):
+    local[*]), which build_session applies to local masters (the jobs run
+    locally, the tests' session): no UI, few Delta log-replay partitions, one
+    shuffle partition per core and no adaptive query execution. Every stage
+    after the scan is small (states, metric rows), so more tasks only add
+    overhead (each task generates its projections' code, is serialized and
+    scheduled):
     a 2M-row run on 2 cores took 11.7 s with 8 partitions and 11.0 s with 4;
     a 20M-row run took 7.44 s with 4 and 6.70 s with 2 (medians of 8
     alternating repetitions in one process; 2 was faster in all 8 pairs).
