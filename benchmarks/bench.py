@@ -18,11 +18,12 @@ medians reported:
 Printed: the ratios (2)/(1), (3)/(2), (4)/(2), the largest |AUC clfeval -
 AUC scikit-learn| and the widest AUC bound, and peak memory of the driver
 (Python process and, in local mode, the JVM that hosts driver and executors)
-sampled during (2). Optional sweeps: ``--bins-sweep 100,1000,10000``,
-``--slices-sweep`` and ``--multiclass-k 5,20,50``; ``--warmup N`` runs clfeval N
-times before timing it (default 1); ``--incremental`` times the
-nightly case: one more day appended, then an incremental run (only the new day
-and its rollups) against a full recompute of every day.
+sampled during (2), and the Java version they all ran on. Optional sweeps:
+``--bins-sweep 100,1000,10000``, ``--slices-sweep`` and ``--multiclass-k
+5,20,50``; ``--warmup N`` runs clfeval N times before timing it (default 1);
+``--incremental`` times the nightly case: one more day appended, then an
+incremental run (only the new day and its rollups) against a full recompute of
+every day.
 
     make bench                                  # 20M rows, 3 repetitions
     .venv/bin/python benchmarks/bench.py --rows 2000000 --reps 3
@@ -150,6 +151,12 @@ def jit_seconds(spark: SparkSession) -> float:
     driver and executors share that JVM). On 2 cores this competes with the run."""
     bean = spark._jvm.java.lang.management.ManagementFactory.getCompilationMXBean()
     return bean.getTotalCompilationTime() / 1000
+
+
+def jvm_description(spark: SparkSession) -> str:
+    """The Java runtime every contender ran on (one JVM in local mode)."""
+    system = spark._jvm.java.lang.System
+    return f"Java {system.getProperty('java.version')} ({system.getProperty('java.home')})"
 
 
 def timed(
@@ -349,7 +356,8 @@ def main() -> None:
         ours = timed(lambda: run_clfeval(spark, config), args.reps, "clfeval", spark, jit)
     scan = timed(lambda: clfeval_scan(spark, config), args.reps, "clfeval scan alone")
     lines = [
-        f"rows {args.rows:,}; groups {groups}; {os.cpu_count()} cores; medians of {args.reps}",
+        f"rows {args.rows:,}; groups {groups}; {os.cpu_count()} cores; medians of {args.reps}; "
+        f"{jvm_description(spark)}",
         f"(1) scan floor        {median(floor):8.1f} s",
         f"(2) clfeval           {median(ours):8.1f} s   "
         f"(2)/(1) = {median(ours) / median(floor):.2f}",
