@@ -122,6 +122,22 @@ def test_local_sessions_run_without_adaptive_execution(spark) -> None:
     assert "spark.sql.adaptive.enabled" not in cluster
 
 
+def test_own_shuffle_partitions_keep_adaptive_execution() -> None:
+    """Adaptive execution is off only with clfeval's one partition per core: a
+    local caller who sets many shuffle partitions keeps it on (it coalesces
+    them), unless the caller also sets it."""
+    adaptive = "spark.sql.adaptive.enabled"
+    many = {"spark.sql.shuffle.partitions": "200"}
+    conf = session_conf("local[2]", True, "UTC", many)
+    assert conf["spark.sql.shuffle.partitions"] == "200"
+    assert adaptive not in conf
+    both = session_conf("local[2]", True, "UTC", {**many, adaptive: "false"})
+    assert both[adaptive] == "false"
+    assert session_conf("local[2]", True, "UTC", None)[adaptive] == "false"
+    other = session_conf("local[2]", True, "UTC", {"spark.ui.enabled": "true"})
+    assert other[adaptive] == "false"
+
+
 def test_table_version_and_id_from_the_log_equal_delta_history(spark, tmp_path) -> None:
     """The driver-side log read (no Spark job) gives what Delta's public API gives,
     and is the path taken with the pinned Delta (a Delta upgrade that moves the

@@ -143,17 +143,27 @@ def session_conf(
     master: str | None, local: bool, timezone: str, extra_conf: dict[str, str] | None
 ) -> dict[str, str]:
     """The settings ``build_session`` starts a session with: clfeval's, then the
-    caller's ``extra_conf`` over them, with clfeval's jar kept in the caller's own
-    ``spark.jars`` and (local sessions, where file: paths use the jar's file
-    system) ``spark.driver.extraClassPath``: a class path that lost the jar would
-    leave Hadoop naming a class it cannot load, and the JVM would not start."""
+    caller's ``extra_conf`` over them (a caller's ``spark.sql.shuffle.partitions``
+    without ``spark.sql.adaptive.enabled`` leaves adaptive execution on), with
+    clfeval's jar kept in the caller's own ``spark.jars`` and (local sessions,
+    where file: paths use the jar's file system) ``spark.driver.extraClassPath``:
+    a class path that lost the jar would leave Hadoop naming a class it cannot
+    load, and the JVM would not start."""
+    extra_conf = extra_conf or {}
+    small = local_small_conf(master) if local else {}
+    # Adaptive execution is off only with clfeval's one shuffle partition per core:
+    # a caller who sets their own partition count (say Spark's 200) keeps it on,
+    # so that it coalesces them, unless they also set it themselves.
+    partitions, adaptive = "spark.sql.shuffle.partitions", "spark.sql.adaptive.enabled"
+    if partitions in extra_conf and adaptive not in extra_conf:
+        small.pop(adaptive, None)
     conf = {
-        **(local_small_conf(master) if local else {}),
+        **small,
         **DELTA_CONF,
         **CODEGEN_CONF,
         "spark.sql.session.timeZone": timezone,
         "spark.ui.showConsoleProgress": "true",
-        **(extra_conf or {}),
+        **extra_conf,
     }
     if AGGREGATORS_JAR.is_file():
         jar = str(AGGREGATORS_JAR)
