@@ -234,6 +234,7 @@ def mllib_per_group(
     for _ in range(args.mllib_groups):
         day = START + dt.timedelta(days=int(rng.integers(args.days)))
         version = f"v{rng.integers(args.versions)}"
+        # Drawn for overall groups too, so both samples see the same days and versions.
         segment = f"s{rng.integers(args.segments)}"
         group = (F.col("date") == F.lit(day)) & (F.col("model_version") == F.lit(version))
         if not overall:

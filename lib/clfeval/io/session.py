@@ -101,6 +101,11 @@ def _jar_has_file_system() -> bool:
 LOCAL_JVM_OPTIONS = "-XX:+UseParallelGC -XX:InlineSmallCode=1500 -XX:FreqInlineSize=150"
 
 
+# The two settings local sessions set together (session_conf keeps them coupled).
+SHUFFLE_PARTITIONS = "spark.sql.shuffle.partitions"
+ADAPTIVE_EXECUTION = "spark.sql.adaptive.enabled"
+
+
 def local_small_conf(master: str | None) -> dict[str, str]:
     """Settings for one small machine (``master`` local[N] or local[*]; None is
     local[*]), which build_session applies to local masters (the jobs run
@@ -131,8 +136,8 @@ def local_small_conf(master: str | None) -> dict[str, str]:
     cores = int(match.group(1)) if match else (os.cpu_count() or 1)
     return {
         "spark.driver.extraJavaOptions": LOCAL_JVM_OPTIONS,
-        "spark.sql.shuffle.partitions": str(max(1, cores)),
-        "spark.sql.adaptive.enabled": "false",
+        SHUFFLE_PARTITIONS: str(max(1, cores)),
+        ADAPTIVE_EXECUTION: "false",
         "spark.databricks.delta.snapshotPartitions": "2",
         "spark.ui.enabled": "false",
         **(LOCAL_FILE_SYSTEM_CONF if _jar_has_file_system() else {}),
@@ -154,9 +159,8 @@ def session_conf(
     # Adaptive execution is off only with clfeval's one shuffle partition per core:
     # a caller who sets their own partition count (say Spark's 200) keeps it on,
     # so that it coalesces them, unless they also set it themselves.
-    partitions, adaptive = "spark.sql.shuffle.partitions", "spark.sql.adaptive.enabled"
-    if partitions in extra_conf and adaptive not in extra_conf:
-        small.pop(adaptive, None)
+    if SHUFFLE_PARTITIONS in extra_conf and ADAPTIVE_EXECUTION not in extra_conf:
+        small.pop(ADAPTIVE_EXECUTION, None)
     conf = {
         **small,
         **DELTA_CONF,
