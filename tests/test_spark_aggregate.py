@@ -183,6 +183,27 @@ def test_jvm_states_equal_sql_states(
     np.testing.assert_array_equal(per_bin.reindex(range(layout.n_bins), fill_value=0), counts)
 
 
+def test_jvm_scan_holds_each_key_once_per_task(spark) -> None:
+    """In one task, every (group, reject reason, bin) is one partial row: the
+    JVM scan's key table finds a key it holds, whichever way it compares rows
+    (whole-row words for the scan's own rows), for strings that differ only past
+    their first 8-byte word, are exactly one or two words long, empty or NULL."""
+    config = make_config()
+    layout = config.layout()
+    rng = np.random.default_rng(5)
+    pdf = random_predictions(rng, 3000)
+    pdf["event_time"] = pdf["event_time"].dt.tz_localize(None)
+    devices = ["", "abcdefgh", "abcdefgh1", "abcdefghabcdefgh", "abcdefghabcdefgX", None]
+    pdf["device"] = rng.choice(np.array(devices, dtype=object), len(pdf))
+    pdf.loc[pdf.index[:40], "label"] = 7
+    rows = contract.normalize(spark.createDataFrame(pdf).coalesce(1), config)
+    keys = [*aggregate.DAY_KEYS, "segment__region", "segment__device", "reject_reason", "bin"]
+    partial = aggregate.jvm_partial_states(rows, config, jvm_scan(spark, layout)).toPandas()
+    assert partial.n_rows.sum() == len(pdf)
+    per_key = partial.groupby(keys, dropna=False).size()
+    assert len(per_key) > 100 and (per_key == 1).all(), per_key[per_key > 1].head()
+
+
 def test_integer_labels_compare_like_their_text(spark) -> None:
     """An integer label column is compared as integers when every configured label
     is an integer (no cast per row); the reasons and y must equal those of the same

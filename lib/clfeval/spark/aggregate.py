@@ -146,12 +146,12 @@ def jvm_groups_by(rows: DataFrame, config: Config) -> bool:
     return all(rows.schema[k].dataType in _JVM_KEY_TYPES for k in _scan_keys(config))
 
 
-def _scan_states_jvm(rows: DataFrame, config: Config, scan: JvmScan) -> DataFrame:
-    """``scan_states`` through the JVM scan: per input partition, one pass over
-    the rows into a dense per-bin buffer per (group, reject reason), emitted as
-    one row per non-empty bin (a group without scored rows: one row, NULL bin,
-    its row count); then one grouped sum of those partial rows, the only
-    exchange."""
+def jvm_partial_states(rows: DataFrame, config: Config, scan: JvmScan) -> DataFrame:
+    """The JVM scan's partial states of ``rows`` (normalized): per input
+    partition, one pass over the rows into a dense per-bin buffer per (group,
+    reject reason), emitted as one row per non-empty bin (a group without scored
+    rows: one row, NULL bin, its row count). Columns: the scan keys, bin, and
+    n_rows, n_pos, loss_sum, sq_err_sum, score_sum, w_pos, w_neg."""
     keys = _scan_keys(config)
     weighted = config.input.weight_column is not None
     weight = F.col("weight") if weighted else F.lit(1.0)
@@ -162,10 +162,17 @@ def _scan_states_jvm(rows: DataFrame, config: Config, scan: JvmScan) -> DataFram
         F.col("y").cast("int").alias("y"),
         weight.cast("double").alias("weight"),
     )
-    partial = DataFrame(
+    return DataFrame(
         scan.scanner.scan(inputs._jdf, len(keys), scan.edges_text, LOG_LOSS_EPS, scan.max_groups),
         rows.sparkSession,
     )
+
+
+def _scan_states_jvm(rows: DataFrame, config: Config, scan: JvmScan) -> DataFrame:
+    """``scan_states`` through the JVM scan: its partial states
+    (``jvm_partial_states``), then one grouped sum of them, the only exchange."""
+    keys = _scan_keys(config)
+    partial = jvm_partial_states(rows, config, scan)
     summed = partial.groupBy(*keys, "bin").agg(*[F.sum(c).alias(c) for c in _JVM_SUMS])
     return summed.select(
         *keys,

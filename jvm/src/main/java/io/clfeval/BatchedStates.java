@@ -67,20 +67,28 @@ abstract class BatchedStates implements Iterator<InternalRow> {
 
   /**
    * What both scans' per-partition functions hold (shipped to executors; all serializable): the
-   * group key types and the score bins ({@code edges}, the log-loss clip {@code eps}).
+   * group key types, how their key tables may compare rows ({@code wholeRowFields}, see {@link
+   * KeyTable#wholeRowFields}) and the score bins ({@code edges}, the log-loss clip {@code eps}).
    */
   abstract static class BinnedScan implements FlatMapFunction<Iterator<InternalRow>, InternalRow> {
     private static final long serialVersionUID = 1L;
     final DataType[] keyTypes;
+    final int wholeRowFields;
     final BinSearch bins;
     final int binCount;
     final double eps;
 
-    BinnedScan(DataType[] keyTypes, double[] edges, double eps) {
+    BinnedScan(DataType[] keyTypes, int wholeRowFields, double[] edges, double eps) {
       this.keyTypes = keyTypes;
+      this.wholeRowFields = wholeRowFields;
       this.bins = new BinSearch(edges);
       this.binCount = edges.length;
       this.eps = eps;
+    }
+
+    /** A key table for this scan's rows, of up to {@code maxGroups} groups. */
+    KeyTable keyTable(int maxGroups) {
+      return new KeyTable(keyTypes, maxGroups, wholeRowFields);
     }
   }
 

@@ -95,7 +95,12 @@ public final class MulticlassStates {
     }
     Scan scan =
         new Scan(
-            KeyTable.keyTypesOf(schema, keyCount), classCount, edges, eps, Math.max(1, maxItems));
+            KeyTable.keyTypesOf(schema, keyCount),
+            KeyTable.wholeRowFields(schema, keyCount),
+            classCount,
+            edges,
+            eps,
+            Math.max(1, maxItems));
     return BatchedStates.mapPartitions(rows, scan, outputSchema(schema, keyCount));
   }
 
@@ -105,8 +110,14 @@ public final class MulticlassStates {
     private final int classCount;
     private final int maxItems;
 
-    Scan(DataType[] keyTypes, int classCount, double[] edges, double eps, int maxItems) {
-      super(keyTypes, edges, eps);
+    Scan(
+        DataType[] keyTypes,
+        int wholeRowFields,
+        int classCount,
+        double[] edges,
+        double eps,
+        int maxItems) {
+      super(keyTypes, wholeRowFields, edges, eps);
       this.classCount = classCount;
       this.maxItems = maxItems;
     }
@@ -120,7 +131,7 @@ public final class MulticlassStates {
     private final class States extends BatchedStates {
       private final int keyCount = keyTypes.length;
       private final int maxGroups = Math.min(maxItems, 1 << 16);
-      private final KeyTable keys = new KeyTable(keyTypes, maxGroups);
+      private final KeyTable keys = keyTable(maxGroups);
       private long[] groupRows = new long[16];
       private boolean[] groupHasItems = new boolean[16];
       // Open addressing: (group << ITEM_BITS | item) + 1 per slot, 0 = empty; sums alongside.

@@ -65,7 +65,9 @@ public final class PartitionStates {
           "expected " + keyCount + " key columns, then score, y, weight: " + schema.simpleString());
     }
     DataType[] keyTypes = KeyTable.keyTypesOf(schema, keyCount);
-    Scan scan = new Scan(keyTypes, BinSearch.parseEdges(edgesText), eps, Math.max(1, maxGroups));
+    int wholeRowFields = KeyTable.wholeRowFields(schema, keyCount);
+    double[] edges = BinSearch.parseEdges(edgesText);
+    Scan scan = new Scan(keyTypes, wholeRowFields, edges, eps, Math.max(1, maxGroups));
     return BatchedStates.mapPartitions(rows, scan, outputSchema(schema, keyCount));
   }
 
@@ -96,8 +98,8 @@ public final class PartitionStates {
     private static final long serialVersionUID = 1L;
     private final int maxGroups;
 
-    Scan(DataType[] keyTypes, double[] edges, double eps, int maxGroups) {
-      super(keyTypes, edges, eps);
+    Scan(DataType[] keyTypes, int wholeRowFields, double[] edges, double eps, int maxGroups) {
+      super(keyTypes, wholeRowFields, edges, eps);
       this.maxGroups = maxGroups;
     }
 
@@ -109,7 +111,7 @@ public final class PartitionStates {
     /** Reads input until maxGroups groups are held (or the input ends), then emits them. */
     private final class States extends BatchedStates {
       private final int keyCount = keyTypes.length;
-      private final KeyTable keys = new KeyTable(keyTypes, maxGroups);
+      private final KeyTable keys = keyTable(maxGroups);
       private final List<Group> groups = new ArrayList<>();
       private int emitGroup; // index into groups while emitting
       private int emitBin;
