@@ -87,8 +87,10 @@ final class KeyTable {
     this.keyOf = UnsafeProjection.create(keyTypes);
     this.wholeRowFields = wholeRowFields;
     this.keyNullMask = keyTypes.length >= 64 ? -1L : (1L << keyTypes.length) - 1;
-    this.fixedBytes = wholeRowFields < 0 ? 0 : UnsafeRow.calculateBitSetWidthInBytes(wholeRowFields)
-        + 8 * wholeRowFields;
+    this.fixedBytes =
+        wholeRowFields < 0
+            ? 0
+            : UnsafeRow.calculateBitSetWidthInBytes(wholeRowFields) + 8 * wholeRowFields;
     this.slots = new int[Integer.highestOneBit(Math.max(2, maxGroups) * 4)];
     this.keys = new UnsafeRow[maxGroups];
     this.values = new Object[maxGroups][];
