@@ -67,8 +67,9 @@ abstract class BatchedStates implements Iterator<InternalRow> {
 
   /**
    * What both scans' per-partition functions hold (shipped to executors; all serializable): the
-   * group key types, how their key tables may compare rows ({@code wholeRowFields}, see {@link
-   * KeyTable#wholeRowFields}) and the score bins ({@code edges}, the log-loss clip {@code eps}).
+   * group key types and how their key tables may compare rows ({@code wholeRowFields}, see {@link
+   * KeyTable#wholeRowFields}), both from the input schema, and the score bins ({@code edges}, the
+   * log-loss clip {@code eps}).
    */
   abstract static class BinnedScan implements FlatMapFunction<Iterator<InternalRow>, InternalRow> {
     private static final long serialVersionUID = 1L;
@@ -78,9 +79,10 @@ abstract class BatchedStates implements Iterator<InternalRow> {
     final int binCount;
     final double eps;
 
-    BinnedScan(DataType[] keyTypes, int wholeRowFields, double[] edges, double eps) {
-      this.keyTypes = keyTypes;
-      this.wholeRowFields = wholeRowFields;
+    /** For rows of {@code schema} whose first {@code keyCount} fields are the group key. */
+    BinnedScan(StructType schema, int keyCount, double[] edges, double eps) {
+      this.keyTypes = KeyTable.keyTypesOf(schema, keyCount);
+      this.wholeRowFields = KeyTable.wholeRowFields(schema, keyCount);
       this.bins = new BinSearch(edges);
       this.binCount = edges.length;
       this.eps = eps;

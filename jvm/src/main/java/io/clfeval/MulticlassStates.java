@@ -8,7 +8,6 @@ import org.apache.spark.sql.Row;
 import org.apache.spark.sql.catalyst.InternalRow;
 import org.apache.spark.sql.catalyst.expressions.GenericInternalRow;
 import org.apache.spark.sql.catalyst.util.ArrayData;
-import org.apache.spark.sql.types.DataType;
 import org.apache.spark.sql.types.DataTypes;
 import org.apache.spark.sql.types.StructField;
 import org.apache.spark.sql.types.StructType;
@@ -93,14 +92,7 @@ public final class MulticlassStates {
       throw new IllegalArgumentException(
           classCount + " classes x " + edges.length + " bins do not fit the item key");
     }
-    Scan scan =
-        new Scan(
-            KeyTable.keyTypesOf(schema, keyCount),
-            KeyTable.wholeRowFields(schema, keyCount),
-            classCount,
-            edges,
-            eps,
-            Math.max(1, maxItems));
+    Scan scan = new Scan(schema, keyCount, classCount, edges, eps, Math.max(1, maxItems));
     return BatchedStates.mapPartitions(rows, scan, outputSchema(schema, keyCount));
   }
 
@@ -111,13 +103,8 @@ public final class MulticlassStates {
     private final int maxItems;
 
     Scan(
-        DataType[] keyTypes,
-        int wholeRowFields,
-        int classCount,
-        double[] edges,
-        double eps,
-        int maxItems) {
-      super(keyTypes, wholeRowFields, edges, eps);
+        StructType schema, int keyCount, int classCount, double[] edges, double eps, int maxItems) {
+      super(schema, keyCount, edges, eps);
       this.classCount = classCount;
       this.maxItems = maxItems;
     }

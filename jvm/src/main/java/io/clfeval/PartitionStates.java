@@ -7,7 +7,6 @@ import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.catalyst.InternalRow;
 import org.apache.spark.sql.catalyst.expressions.GenericInternalRow;
-import org.apache.spark.sql.types.DataType;
 import org.apache.spark.sql.types.DataTypes;
 import org.apache.spark.sql.types.StructField;
 import org.apache.spark.sql.types.StructType;
@@ -64,10 +63,8 @@ public final class PartitionStates {
       throw new IllegalArgumentException(
           "expected " + keyCount + " key columns, then score, y, weight: " + schema.simpleString());
     }
-    DataType[] keyTypes = KeyTable.keyTypesOf(schema, keyCount);
-    int wholeRowFields = KeyTable.wholeRowFields(schema, keyCount);
     double[] edges = BinSearch.parseEdges(edgesText);
-    Scan scan = new Scan(keyTypes, wholeRowFields, edges, eps, Math.max(1, maxGroups));
+    Scan scan = new Scan(schema, keyCount, edges, eps, Math.max(1, maxGroups));
     return BatchedStates.mapPartitions(rows, scan, outputSchema(schema, keyCount));
   }
 
@@ -100,8 +97,8 @@ public final class PartitionStates {
     private static final long serialVersionUID = 1L;
     private final int maxGroups;
 
-    Scan(DataType[] keyTypes, int wholeRowFields, double[] edges, double eps, int maxGroups) {
-      super(keyTypes, wholeRowFields, edges, eps);
+    Scan(StructType schema, int keyCount, double[] edges, double eps, int maxGroups) {
+      super(schema, keyCount, edges, eps);
       this.maxGroups = maxGroups;
     }
 
