@@ -24,8 +24,9 @@ from sklearn import metrics as skm
 from clfeval.config import parse_config
 from clfeval.core.slices import join_values
 from clfeval.errors import ContractError, RejectLimitError
-from clfeval.io import tables
+from clfeval.io import session, tables
 from clfeval.pipeline import run_evaluation
+from clfeval.spark import derive
 from clfeval.spark.demo_data import demo_predictions
 
 pytestmark = pytest.mark.spark
@@ -207,6 +208,77 @@ def test_metrics_match_sklearn_per_group(spark, demo) -> None:
                         np.testing.assert_allclose(got, ref, err_msg=name, **TIGHT)
             checked += 1
     assert checked > 100  # overall, 5 regions, 3 devices and their crosses, per model and day
+
+
+def test_stored_curves_match_sklearn_on_binned_scores(spark, demo) -> None:
+    """Every point of the stored ROC and PR curves, in ``point`` order, equals
+    scikit-learn's curve on the binned scores (each score replaced by its bin's
+    lower edge; rtol 1e-9): the points leave Python as arrays and are exploded
+    into rows by the write, so this checks their order, count and thresholds."""
+    tmp, config, _ = demo
+    layout = config.layout()
+    raw = spark.read.format("delta").load(f"{tmp}/predictions").toPandas()
+    raw = raw[raw.score.between(0, 1) & raw.label.notna()].copy()
+    raw["day"] = raw.event_time.dt.date
+    raw["binned"] = layout.edges[layout.bin_index(raw.score.to_numpy())]
+    curves = read(spark, config, "curves")
+    checked = 0
+    for (model, version, device, day), part in raw.groupby(
+        ["model_name", "model_version", "device", "day"]
+    ):
+        y, b, w = part.label.to_numpy(int), part.binned.to_numpy(), part.weight.to_numpy()
+        if not 0 < y.sum() < len(y):
+            continue
+        group = curves[
+            (curves.model_name == model)
+            & (curves.model_version == version)
+            & (curves.slice_key == "device")
+            & (curves.slice_value == device)
+            & (curves.window_start == day)
+        ]
+        roc = group[group.curve == "roc"].sort_values("point")
+        assert list(roc.point) == list(range(len(roc)))
+        fpr, tpr, thresholds = skm.roc_curve(y, b, sample_weight=w, drop_intermediate=False)
+        np.testing.assert_allclose(roc.threshold, thresholds, **TIGHT)
+        np.testing.assert_allclose(roc.x, fpr, **TIGHT)
+        np.testing.assert_allclose(roc.y, tpr, **TIGHT)
+        pr = group[group.curve == "pr"].sort_values("point")
+        precision, recall, _ = skm.precision_recall_curve(y, b, sample_weight=w)
+        # scikit-learn's points from the highest threshold down, after (recall 0, precision 1)
+        np.testing.assert_allclose(pr.x, recall[::-1], **TIGHT)
+        np.testing.assert_allclose(pr.y, precision[::-1], **TIGHT)
+        checked += 1
+    assert checked >= 10  # 3 devices x models x days
+
+
+def test_derive_gives_the_same_rows_in_any_arrow_batch_size(spark, demo) -> None:
+    """The binary derive reads one row per group, batched by
+    spark.sql.execution.arrow.maxRecordsPerBatch: three groups per batch give
+    the rows of one batch for all (same values to rtol 1e-12)."""
+    _, config, _ = demo
+    histograms = tables.read_table(spark, tables.output_location(config, "score_histograms"))
+
+    def derived(groups_per_batch: int) -> dict[str, pd.DataFrame]:
+        with session.run_settings(spark, {session.ARROW_RECORDS_PER_BATCH: str(groups_per_batch)}):
+            combined = derive.derive_tables(
+                histograms,
+                config.layout(),
+                config.metrics.thresholds,
+                config.metrics.f_beta,
+                config.positive_label_text(),
+                "0",
+            )
+            parts = derive.split_tables(combined)
+            parts["curves"] = derive.expand_curves(parts["curves"])
+            return {name: df.toPandas() for name, df in parts.items()}
+
+    small, large = derived(3), derived(100_000)
+    assert len(small["metrics"]) > 100
+    for name in small:
+        columns = list(small[name].columns)
+        a = small[name].sort_values(columns).reset_index(drop=True)
+        b = large[name].sort_values(columns).reset_index(drop=True)
+        pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-12)
 
 
 def test_rerun_is_idempotent_and_leaves_other_windows_alone(spark, demo) -> None:

@@ -234,7 +234,11 @@ def run_evaluation(
     """
     if start is not None and end is not None and start > end:
         raise ConfigError([f"--start-date {start} is after --end-date {end}"])
-    with session.run_settings(spark):
+    settings = dict(session.RUN_CONF)
+    if not config.is_multiclass:
+        groups = derive.groups_per_arrow_batch(config.layout().n_bins)
+        settings[session.ARROW_RECORDS_PER_BATCH] = str(groups)
+    with session.run_settings(spark, settings):
         return _evaluate(spark, config, start, end, log, full)
 
 
@@ -570,8 +574,9 @@ def _write_windows(
                 rows = [tuple(r.get(f) for f in fields) for r in extra_metrics]
                 df = df.unionByName(spark.createDataFrame(rows, derive.METRICS_SCHEMA))
             loc = tables.output_location(config, name)
-            writes[name] = lambda df=df, loc=loc: tables.replace_windows(
-                spark, df, loc, ranges, models
+            expand = derive.WRITE_EXPANSIONS.get(name)
+            writes[name] = lambda df=df, loc=loc, expand=expand: tables.replace_windows(
+                spark, df, loc, ranges, models, expand
             )
         summarize_run = summarize_multiclass if config.is_multiclass else summarize
         day_states = stored.where(tables.window_filter(day_ranges))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import reduce
 from typing import Protocol
@@ -300,17 +301,23 @@ def replace_windows(
     loc: TableLocation,
     ranges: list[WindowRange],
     models: tuple[str, ...],
+    expand: Callable[[DataFrame], DataFrame] | None = None,
 ) -> int | None:
-    """Atomically replace the rows of ``ranges`` (and models) with ``df``; returns the version."""
+    """Atomically replace the rows of ``ranges`` (and models) with ``df``; returns the version.
+
+    ``expand``, if given, turns ``df``'s rows into the table's rows after the
+    write's shuffle (e.g. compact rows exploded), so the shuffle moves ``df``."""
     # mergeSchema: columns added by a newer clfeval (NULL in older rows) join the table.
     # Always replaceWhere, also for a table not created yet: deciding "append" from an
     # earlier existence check would let a run that lost the race to create the table
     # append a second copy of the windows another run just wrote.
     # One task per (granularity, window_start): one file per window instead of one
     # per window and shuffle partition (fewer small files, a faster commit).
+    partitioned = df.repartition(*[F.col(c) for c in PARTITION_COLUMNS])
+    if expand is not None:
+        partitioned = expand(partitioned)
     writer = (
-        df.repartition(*[F.col(c) for c in PARTITION_COLUMNS])
-        .write.format("delta")
+        partitioned.write.format("delta")
         .partitionBy(*PARTITION_COLUMNS)
         .option("mergeSchema", "true")
         .mode("overwrite")
