@@ -262,11 +262,11 @@ def test_a_day_committed_between_read_and_write_reaches_the_rollups(
     original = tables.replace_windows
     interleaved: list = []
 
-    def commit_day_3_first(spark_, df, loc, ranges, models):
+    def commit_day_3_first(spark_, df, loc, ranges, models, **more):
         if loc == histograms and not interleaved:
             interleaved.append(None)  # the run below writes through here too
             interleaved[0] = run_evaluation(spark, config, day[3], day[3], log=lambda _: None)
-        return original(spark_, df, loc, ranges, models)
+        return original(spark_, df, loc, ranges, models, **more)
 
     monkeypatch.setattr(tables, "replace_windows", commit_day_3_first)
     result = run_evaluation(spark, config, day[2], day[2], log=lambda _: None)

@@ -576,7 +576,7 @@ def _write_windows(
             loc = tables.output_location(config, name)
             expand = derive.WRITE_EXPANSIONS.get(name)
             writes[name] = lambda df=df, loc=loc, expand=expand: tables.replace_windows(
-                spark, df, loc, ranges, models, expand
+                spark, df, loc, ranges, models, expand=expand
             )
         summarize_run = summarize_multiclass if config.is_multiclass else summarize
         day_states = stored.where(tables.window_filter(day_ranges))

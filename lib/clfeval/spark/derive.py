@@ -1,9 +1,12 @@
 """Derive metrics, confusion matrices and curves from stored histograms.
 
-The math is ``core.binary``; this module only runs it where the states are:
-``groupBy(keys).applyInArrow`` hands each group's bins (at most a few
-thousand rows) to one Python worker. Nothing proportional to input rows ever
-reaches the driver.
+The math is ``core.binary`` and ``core.multiclass``; this module only runs it
+where the states are, in Python workers: a binary group's bins are collected
+into one row (a list of per-bin sums) and ``mapInArrow`` hands batches of such
+rows to the workers; a multiclass group's rows go through
+``groupBy(keys).applyInArrow``. Curves come back as one row per curve with its
+points as arrays, exploded into rows when they are written. Nothing
+proportional to input rows ever reaches the driver.
 """
 
 from __future__ import annotations
