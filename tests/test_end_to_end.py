@@ -68,6 +68,17 @@ def read(spark, config, name: str) -> pd.DataFrame:
     return tables.read_table(spark, tables.output_location(config, name)).toPandas()
 
 
+def valid_rows(spark, tmp: str, config) -> pd.DataFrame:
+    """The demo's valid input rows with their event day and binned score (each
+    score replaced by its bin's lower edge)."""
+    layout = config.layout()
+    raw = spark.read.format("delta").load(f"{tmp}/predictions").toPandas()
+    raw = raw[raw.score.between(0, 1) & raw.label.notna()].copy()
+    raw["day"] = raw.event_time.dt.date
+    raw["binned"] = layout.edges[layout.bin_index(raw.score.to_numpy())]
+    return raw
+
+
 def test_every_row_is_evaluated_or_rejected(spark, demo) -> None:
     tmp, config, result = demo
     raw = spark.read.format("delta").load(f"{tmp}/predictions").toPandas()
@@ -114,11 +125,7 @@ def test_metric_rows_are_unique(spark, demo) -> None:
 
 def test_metrics_match_sklearn_per_group(spark, demo) -> None:
     tmp, config, _ = demo
-    layout = config.layout()
-    raw = spark.read.format("delta").load(f"{tmp}/predictions").toPandas()
-    raw = raw[raw.score.between(0, 1) & raw.label.notna()].copy()
-    raw["day"] = raw.event_time.dt.date
-    raw["binned"] = layout.edges[layout.bin_index(raw.score.to_numpy())]
+    raw = valid_rows(spark, tmp, config)
     metrics = read(spark, config, "metrics")
     confusion = read(spark, config, "confusion_matrices")
     # rejected_rows has one row per reason (class_label); the rest one per key and threshold
@@ -216,11 +223,7 @@ def test_stored_curves_match_sklearn_on_binned_scores(spark, demo) -> None:
     lower edge; rtol 1e-9): the points leave Python as arrays and are exploded
     into rows by the write, so this checks their order, count and thresholds."""
     tmp, config, _ = demo
-    layout = config.layout()
-    raw = spark.read.format("delta").load(f"{tmp}/predictions").toPandas()
-    raw = raw[raw.score.between(0, 1) & raw.label.notna()].copy()
-    raw["day"] = raw.event_time.dt.date
-    raw["binned"] = layout.edges[layout.bin_index(raw.score.to_numpy())]
+    raw = valid_rows(spark, tmp, config)
     curves = read(spark, config, "curves")
     checked = 0
     for (model, version, device, day), part in raw.groupby(
