@@ -15,9 +15,10 @@ from compare import COMPARED, log_actions
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
-from clfeval.config import load_config
+from clfeval.config import load_config, parse_config
 from clfeval.io import tables
 from clfeval.io.session import (
+    HUGE_METHOD_LIMIT,
     LOCAL_JVM_OPTIONS,
     RUN_CONF,
     local_small_conf,
@@ -25,6 +26,8 @@ from clfeval.io.session import (
     session_conf,
 )
 from clfeval.pipeline import _in_parallel, run_evaluation
+from clfeval.spark import contract
+from clfeval.spark.demo_data import demo_multiclass_predictions
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,6 +79,47 @@ def test_run_settings_are_restored(spark) -> None:
         assert spark.conf.get(key) == RUN_CONF[key]
         raise RuntimeError("a failed run")
     assert spark.conf.get(key, None) == unset
+
+
+def _fused_method_sizes(spark, df) -> list[int]:
+    """Bytecode size of the largest method of each whole-stage generated class of
+    ``df``'s physical plan, compiled as Spark compiles it before running it."""
+    compile_code = spark._jvm.org.apache.spark.sql.catalyst.expressions.codegen.CodeGenerator
+    sizes, pending = [], [df._jdf.queryExecution().executedPlan()]
+    while pending:
+        node = pending.pop()
+        if node.getClass().getSimpleName() == "WholeStageCodegenExec":
+            code = node.doCodeGen()._2()
+            sizes.append(compile_code.compile(code)._2().maxMethodCodeSize())
+        children = node.children().iterator()
+        while children.hasNext():
+            pending.append(children.next())
+    return sizes
+
+
+def test_run_settings_keep_fused_stages_within_what_hotspot_compiles(spark) -> None:
+    """The input checks of a 20-class model (map probabilities) fuse into a method
+    larger than HotSpot ever JIT-compiles (8,000 bytes; such a method runs
+    interpreted, ~7x slower here); under a run's settings Spark runs every stage
+    whose largest method is that large operator by operator instead."""
+    classes = tuple(f"c{i}" for i in range(20))
+    rows = demo_multiclass_predictions(spark, rows=40, days=1, classes=classes, partitions=1)
+    config = parse_config(
+        {
+            "input": {"path": "unused"},
+            "task": {"type": "multiclass", "classes": list(classes)},
+            "output": {"path": "unused"},
+        }
+    )
+    checked = contract.normalize_multiclass(rows, config).groupBy("reject_reason").count()
+    sizes = _fused_method_sizes(spark, checked)
+    assert max(sizes) > HUGE_METHOD_LIMIT
+    with run_settings(spark):
+        fused_up_to = int(spark.conf.get("spark.sql.codegen.hugeMethodLimit"))
+        counts = {r["reject_reason"]: r["count"] for r in checked.collect()}
+    run_fused = [size for size in sizes if size <= fused_up_to]
+    assert all(size <= HUGE_METHOD_LIMIT for size in run_fused), (sizes, fused_up_to)
+    assert sum(counts.values()) == 40
 
 
 def test_local_sessions_use_the_parallel_collector(spark) -> None:
