@@ -232,7 +232,7 @@ def build_session(
 #   statistics (dictionary candidates of every string key) cost CPU.
 # - Below Int.MaxValue, Spark measures the Arrow batch it sends to Python after
 #   every row; batches stay bounded by maxRecordsPerBatch (10,000 rows).
-# Together: a warm 2M-row run 6.77 s -> 6.44 s (medians of 8, alternating in one process).
+# Those three together: a warm 2M-row run 6.77 s -> 6.44 s (medians of 8, alternating).
 # - HotSpot never JIT-compiles a method of more than 8,000 bytes of bytecode
 #   (HugeMethodLimit; DontCompileHugeMethods is on by default): it runs
 #   interpreted. Spark fuses a stage into one generated method up to 65,535 bytes
