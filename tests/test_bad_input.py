@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -321,3 +322,60 @@ def test_each_multiclass_probability_reason(spark, kind: str) -> None:
     rows = contract.normalize_multiclass(frame, config)
     got = [r.reject_reason for r in rows.select("reject_reason").collect()]
     assert got == expected
+
+
+def test_map_probabilities_in_any_key_order_are_read_alike(spark) -> None:
+    """A map whose keys are the classes in class order is read by its values as
+    they stand, any other map class by class: in every key order the same reject
+    reason and the same probability vector (in class order), and the key checks
+    still catch a missing, an extra and a wrong key."""
+    from pyspark.sql import functions as F
+
+    from clfeval.spark import contract
+
+    classes = ["a", "b", "c"]
+    nan = math.nan
+    cases = [  # probabilities in class order, the reason expected
+        ([0.2, 0.3, 0.5], None),
+        ([0.2, 0.3, 0.4], "probabilities_not_normalized"),
+        ([0.2, nan, 0.8], "nan_probability"),
+        ([-0.1, 0.3, 0.8], "probability_out_of_range"),
+        ([0.2, None, 0.8], "null_probability"),
+    ]
+    orders = [[0, 1, 2], [2, 0, 1], [1, 2, 0], [2, 1, 0]]
+    rows, expected = [], []  # (row, keys, values); (reason, vector in class order)
+    for probs, reason in cases:
+        for order in orders:
+            rows.append((len(rows), [classes[i] for i in order], [probs[i] for i in order]))
+            expected.append((reason, probs))
+    for keys in (["a", "b"], ["a", "b", "c", "d"], ["a", "b", "x"]):
+        rows.append((len(rows), keys, [1 / len(keys)] * len(keys)))
+        expected.append(("bad_probability_length", None))
+    schema = T.StructType(
+        [
+            T.StructField("case", T.IntegerType()),
+            T.StructField("keys", T.ArrayType(T.StringType())),
+            T.StructField("values", T.ArrayType(T.DoubleType())),
+        ]
+    )
+    maps = spark.createDataFrame(rows, schema).select(
+        "case",
+        F.lit("m").alias("model_name"),
+        F.lit("v1").alias("model_version"),
+        F.lit(DAY).alias("event_time"),
+        F.lit("a").alias("label"),
+        F.map_from_arrays("keys", "values").alias("probabilities"),
+    )
+    config = parse_config(
+        {"input": {"path": "unused"}, "task": {"type": "multiclass", "classes": classes}}
+    )
+    read = contract.with_probability_vector(maps, config).select(
+        "case",
+        contract.reject_reason(config, maps.schema["probabilities"].dataType).alias("reason"),
+        F.col(contract.PROBABILITY_VECTOR).alias("vector"),
+    )
+    got = sorted(read.collect(), key=lambda r: r.case)
+    assert [r.reason for r in got] == [reason for reason, _ in expected]
+    for row, (_, probs) in zip(got, expected, strict=True):
+        if probs is not None:
+            np.testing.assert_array_equal(np.array(row.vector, float), np.array(probs, float))
