@@ -26,7 +26,7 @@ from clfeval.config import Config
 from clfeval.core.binary import LOG_LOSS_EPS
 from clfeval.core.bins import BinLayout
 from clfeval.core.windows import WindowRange, rolling_days
-from clfeval.spark.contract import escaped_segment, segment_column_name
+from clfeval.spark.contract import class_names, escaped_segment, segment_column_name
 
 # Clip before the logit so that 0 and 1 give finite values; the bin correction
 # against the exact edges below makes the clipping invisible in the result.
@@ -412,7 +412,7 @@ def rollup_slices(states: DataFrame, config: Config, layout: BinLayout) -> DataF
         )
     union = reduce(DataFrame.unionByName, per_slice)
     if config.is_multiclass:
-        names = F.array(*[F.lit(c) for c in config.class_texts()])
+        names = class_names(config.class_texts())
         class_columns = [
             F.element_at(names, F.col("class_index") + 1).alias("class_label"),
             F.element_at(names, F.col("true_index") + 1).alias("true_label"),

@@ -177,9 +177,14 @@ def _check_multiclass_columns(fields: dict, config: Config, problems: list[str])
         )
 
 
+def class_names(classes: tuple[str, ...]) -> Column:
+    """The class list as an array<string> literal, in class order."""
+    return F.array(*[F.lit(c) for c in classes])
+
+
 def class_index(value: Column, classes: tuple[str, ...]) -> Column:
     """0-based position of ``value`` (as text) in the class list, -1 when unknown."""
-    return F.array_position(F.array(*[F.lit(c) for c in classes]), value.cast("string")) - 1
+    return F.array_position(class_names(classes), value.cast("string")) - 1
 
 
 def keys_in_class_order(column: Column, classes: tuple[str, ...]) -> Column:
@@ -188,7 +193,7 @@ def keys_in_class_order(column: Column, classes: tuple[str, ...]) -> Column:
     stand. One comparison of K keys, where looking every class up in the map
     compares up to K keys per class (K^2 a row: at K = 50, half of the input
     checks' time)."""
-    return F.map_keys(column) == F.array(*[F.lit(c) for c in classes])
+    return F.map_keys(column) == class_names(classes)
 
 
 def probability_vector(column: Column, kind: T.DataType, classes: tuple[str, ...]) -> Column:
