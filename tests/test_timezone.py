@@ -114,3 +114,137 @@ def test_event_day_equals_to_date(spark, zone) -> None:
         spark.conf.set("spark.sql.session.timeZone", before)
     assert len(got) == len(instants)
     assert all(row.fast == row.slow for row in got), [r for r in got if r.fast != r.slow][:5]
+
+
+def test_instants_on_day_dates_both_ends_in_the_zone() -> None:
+    """core.windows.instants_on_day: a day's instants in UTC, in a zone east of UTC,
+    on a day whose midnight a clock change skips, and naive wall-clock times."""
+    from zoneinfo import ZoneInfo
+
+    from clfeval.core.windows import instants_on_day
+
+    utc = dt.UTC
+    day = dt.date(2026, 1, 5)
+    last = dt.datetime(2026, 1, 5, 23, 59, 59, 999999, tzinfo=utc)
+    assert instants_on_day(day, dt.datetime(2026, 1, 5, tzinfo=utc), last, "UTC")
+    assert not instants_on_day(day, dt.datetime(2026, 1, 5, tzinfo=utc), last, "Europe/Berlin")
+    assert not instants_on_day(
+        day, dt.datetime(2026, 1, 4, 23, 59, 59, 999999, tzinfo=utc), last, "UTC"
+    )
+    # Berlin's 2026-01-05 is [2026-01-04 23:00, 2026-01-05 23:00) UTC.
+    berlin_first = dt.datetime(2026, 1, 4, 23, tzinfo=utc)
+    berlin_last = dt.datetime(2026, 1, 5, 22, 59, 59, 999999, tzinfo=utc)
+    assert instants_on_day(day, berlin_first, berlin_last, "Europe/Berlin")
+    assert not instants_on_day(
+        day, berlin_first, berlin_last + dt.timedelta(microseconds=1), "Europe/Berlin"
+    )
+    # Sao Paulo skipped 2018-11-04 00:00-01:00: that day starts at 01:00 local.
+    # (Arithmetic in UTC: Python adds to an aware time's wall clock.)
+    first = dt.datetime(2018, 11, 4, 1, tzinfo=ZoneInfo("America/Sao_Paulo")).astimezone(utc)
+    skipped = dt.date(2018, 11, 4)
+    assert instants_on_day(skipped, first, first + dt.timedelta(hours=22), "America/Sao_Paulo")
+    before = first - dt.timedelta(microseconds=1)
+    assert not instants_on_day(skipped, before, first, "America/Sao_Paulo")
+    # Naive times (TIMESTAMP_NTZ) by their wall clock; naive and aware never mix.
+    naive_last = dt.datetime(2026, 1, 5, 23, 59, 59, 999999)
+    assert instants_on_day(day, dt.datetime(2026, 1, 5), naive_last, None)
+    assert not instants_on_day(day, dt.datetime(2026, 1, 5), dt.datetime(2026, 1, 6), None)
+    assert not instants_on_day(day, dt.datetime(2026, 1, 5), naive_last, "UTC")
+
+
+@pytest.mark.parametrize("zone", ["UTC", "America/New_York"])
+def test_date_partition_gives_event_days_only_where_file_statistics_prove_it(
+    spark, tmp_path, zone
+) -> None:
+    """A table partitioned by the local date of its event times, except that the
+    2026-11-02 partition also holds a row of 2026-11-03 and a NULL event time.
+    A run of 2026-11-01 alone (New York: 25 hours) takes its days from the
+    partition: the scan reads no event time, and the day's last microsecond
+    (recorded in Delta's statistics as its last millisecond) stays in the day. A
+    full run reads the event times: the stray row is counted on its
+    own day, the NULL one rejected."""
+    from pyspark.sql import functions as F
+
+    from clfeval.io import file_stats
+    from clfeval.spark import contract
+
+    rng = np.random.default_rng(11)
+    local = pd.date_range("2026-11-01", "2026-11-03", freq="10min", inclusive="left", tz=zone)
+    last_microsecond = pd.Timestamp("2026-11-01 23:59:59.999999", tz=zone)
+    times = local.append(pd.DatetimeIndex([last_microsecond])).tz_convert("UTC")
+    partition = times.tz_convert(zone).date
+    stray = pd.Timestamp("2026-11-03 00:00", tz=zone).tz_convert("UTC")
+    event_times = [*times.tz_convert(None).to_pydatetime(), stray.tz_convert(None), None]
+    dates = [*partition, dt.date(2026, 11, 2), dt.date(2026, 11, 2)]
+    labels = rng.random(len(dates)) < 0.3
+    raw = pd.DataFrame(
+        {
+            "model_name": "m",
+            "model_version": "v1",
+            "event_time": event_times,
+            "date": dates,
+            "label": labels.astype(int),
+            "score": np.clip(rng.normal(0.35 + 0.3 * labels, 0.2), 0.0, 1.0),
+        }
+    )
+    spark.conf.set("spark.sql.session.timeZone", "UTC")  # the rows are UTC instants
+    df = spark.createDataFrame(raw).select(
+        "model_name",
+        "model_version",
+        F.col("event_time").cast("timestamp").alias("event_time"),
+        F.col("date").cast("date").alias("date"),
+        F.col("label").cast("int").alias("label"),
+        "score",
+    )
+    path = str(tmp_path / "predictions")
+    df.write.format("delta").partitionBy("date").save(path)
+    config = parse_config(
+        {
+            "input": {"path": path, "date_partition_column": "date"},
+            "output": {"path": str(tmp_path / "metrics")},
+            "run": {"timezone": zone},
+        }
+    )
+    first, third = dt.date(2026, 11, 1), dt.date(2026, 11, 3)
+    logs: list[str] = []
+    try:
+        spark.conf.set("spark.sql.session.timeZone", zone)
+        frame = tables.read_table(spark, tables.input_location(config))
+        proof = file_stats.partition_days(
+            spark,
+            tables.input_location(config),
+            tables.table_version(spark, tables.input_location(config)),
+            "event_time",
+            frame.schema["event_time"].dataType,
+            "date",
+            zone,
+            start=first,
+            end=first,
+        )
+        rows = contract.normalize(
+            contract.select_range(
+                contract.with_event_day(frame, config, True), config, first, first
+            ),
+            config,
+        )
+        plan = rows._jdf.queryExecution().executedPlan().toString()
+        one_day = run_evaluation(spark, config, first, first, log=logs.append)
+        all_days = run_evaluation(spark, config, full=True, log=logs.append)
+    finally:  # the suite shares one session: give the next test UTC back
+        spark.conf.set("spark.sql.session.timeZone", "UTC")
+    assert proof.holds, proof.reason
+    read_schemas = [part for part in plan.split("ReadSchema: ")[1:]]
+    assert read_schemas and all("event_time" not in s.split("\n")[0] for s in read_schemas), plan
+    from_partition = [line for line in logs if "no event time decoded" in line]
+    assert len(from_partition) == 1, logs
+    assert any("from event_time: a file of 2026-11-02" in line for line in logs), "\n".join(logs)
+    assert one_day.reject_counts == {}
+    assert all_days.reject_counts == {"null_event_time": 1}
+
+    metrics = tables.read_table(spark, tables.output_location(config, "metrics")).toPandas()
+    counts = metrics[(metrics.metric == "roc_auc") & (metrics.slice_key == "")]
+    counted = dict(zip(counts.window_start, counts.n_rows, strict=True))
+    known = pd.DatetimeIndex([t for t in event_times if t is not None]).tz_localize("UTC")
+    expected = pd.Series(known.tz_convert(zone).date).value_counts().to_dict()
+    assert counted == expected
+    assert expected[third] == 1 and expected[first] == 6 * (25 if zone != "UTC" else 24) + 1

@@ -43,7 +43,7 @@ from clfeval.core.binary import BinaryState, evaluate
 from clfeval.core.multiclass import evaluate_multiclass
 from clfeval.core.windows import WindowRange
 from clfeval.errors import ConcurrentRunError, ConfigError, ContractError, RejectLimitError
-from clfeval.io import delta_log, session, tables
+from clfeval.io import delta_log, file_stats, session, tables
 from clfeval.spark import aggregate, contract, derive
 from clfeval.spark import changes as spark_changes
 
@@ -371,7 +371,13 @@ def _run(
     if plan.days is not None and not plan.days:
         phase("no input changed since the last run: nothing to write")
         return
-    predictions = sources["predictions"].frame
+    from_partition = _days_from_partition(spark, config, sources["predictions"], plan)
+    if from_partition is not None:
+        how = "" if from_partition.holds else f"from {config.input.event_time_column}: "
+        phase(f"event days {how}{from_partition.reason}")
+    predictions = contract.with_event_day(
+        sources["predictions"].frame, config, from_partition is not None and from_partition.holds
+    )
     if plan.days is not None:
         selected = contract.select_days(predictions, config, list(plan.days))
     else:
@@ -478,6 +484,28 @@ def _run(
         states.unpersist()
         if fresh is not None:
             fresh.unpersist()
+
+
+def _days_from_partition(
+    spark: SparkSession, config: Config, source: Source, plan: DayPlan
+) -> file_stats.PartitionDays | None:
+    """Whether the input's date partition gives every selected row's event day
+    (``io.file_stats.partition_days``); None without a date partition column."""
+    i = config.input
+    if i.date_partition_column is None:
+        return None
+    return file_stats.partition_days(
+        spark,
+        source.loc,
+        source.version,
+        i.event_time_column,
+        source.frame.schema[i.event_time_column].dataType,
+        i.date_partition_column,
+        config.run.timezone,
+        days=None if plan.days is None else list(plan.days),
+        start=plan.start,
+        end=plan.end,
+    )
 
 
 def _write_windows(

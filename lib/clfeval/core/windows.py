@@ -127,3 +127,35 @@ def window_end(granularity: str, start: dt.date) -> dt.date:
     if n is None:
         raise ValueError(f"unknown granularity {granularity!r}")
     return start + n * ONE_DAY
+
+
+def instants_on_day(
+    day: dt.date, earliest: dt.datetime, latest: dt.datetime, timezone: str | None
+) -> bool:
+    """Whether every time in [earliest, latest] has the date ``day``.
+
+    Aware times (TIMESTAMP) are dated in ``timezone``, as Spark's ``to_date``
+    dates them in the session time zone: day d holds the instants from the first
+    one whose local date is d up to, not including, the first one whose local
+    date is d + 1 (a local midnight that a clock change skips starts its day at
+    the change). Both ends are also dated directly, so a clock that went back
+    across midnight cannot pass. Naive times (TIMESTAMP_NTZ, ``timezone`` None)
+    are dated by their own wall clock.
+    """
+    if (earliest.tzinfo is None) != (timezone is None) or latest.tzinfo != earliest.tzinfo:
+        return False
+    if timezone is None:
+        start = dt.datetime.combine(day, dt.time())
+        return start <= earliest <= latest < start + ONE_DAY
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(timezone)
+    # fold=0 on a skipped midnight gives the instant of the change, whose local
+    # time is the first one of the day.
+    start = dt.datetime.combine(day, dt.time(), tzinfo=zone)
+    end = dt.datetime.combine(day + ONE_DAY, dt.time(), tzinfo=zone)
+    return (
+        start <= earliest <= latest < end
+        and earliest.astimezone(zone).date() == day
+        and latest.astimezone(zone).date() == day
+    )
