@@ -54,9 +54,9 @@ from pyspark.sql import functions as F
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from clfeval.config import parse_config
-from clfeval.io import file_stats, tables
+from clfeval.io import tables
 from clfeval.io.session import build_session
-from clfeval.pipeline import run_evaluation
+from clfeval.pipeline import partition_days, run_evaluation
 from clfeval.spark import aggregate, contract
 from clfeval.spark.demo_data import demo_multiclass_predictions
 
@@ -207,14 +207,12 @@ def clfeval_scan(spark: SparkSession, config) -> None:
     jvm = aggregate.jvm_scan(spark, layout)
     loc = tables.input_location(config)
     frame = tables.read_table(spark, loc)
-    days = file_stats.partition_days(
+    days = partition_days(
         spark,
+        config,
         loc,
         tables.table_version(spark, loc),
-        config.input.event_time_column,
         frame.schema[config.input.event_time_column].dataType,
-        "date",
-        config.run.timezone,
     )
     rows = contract.normalize(contract.with_event_day(frame, config, days.holds), config)
     aggregate.reject_counts(aggregate.scan_states(rows, config, layout, jvm)).collect()

@@ -157,15 +157,16 @@ def test_date_partition_gives_event_days_only_where_file_statistics_prove_it(
     spark, tmp_path, zone
 ) -> None:
     """A table partitioned by the local date of its event times, except that the
-    2026-11-02 partition also holds a row of 2026-11-03 and a NULL event time.
-    A run of 2026-11-01 alone (New York: 25 hours) takes its days from the
-    partition: the scan reads no event time, and the day's last microsecond
-    (recorded in Delta's statistics as its last millisecond) stays in the day. A
-    full run reads the event times: the stray row is counted on its
-    own day, the NULL one rejected."""
+    2026-11-02 partition also holds a row of 2026-11-03, and the 2026-11-03 one
+    only a NULL event time. A run of 2026-11-01 alone (New York: 25 hours) takes
+    its days from the partition: the scan reads no event time, and the day's
+    last microsecond (recorded in Delta's statistics as its last millisecond)
+    stays in the day. A run of the first two days reads the event times and
+    leaves the stray row out (its day is outside); a full run counts it on its
+    own day and rejects the NULL one."""
     from pyspark.sql import functions as F
 
-    from clfeval.io import file_stats
+    from clfeval.pipeline import partition_days
     from clfeval.spark import contract
 
     rng = np.random.default_rng(11)
@@ -175,7 +176,7 @@ def test_date_partition_gives_event_days_only_where_file_statistics_prove_it(
     partition = times.tz_convert(zone).date
     stray = pd.Timestamp("2026-11-03 00:00", tz=zone).tz_convert("UTC")
     event_times = [*times.tz_convert(None).to_pydatetime(), stray.tz_convert(None), None]
-    dates = [*partition, dt.date(2026, 11, 2), dt.date(2026, 11, 2)]
+    dates = [*partition, dt.date(2026, 11, 2), dt.date(2026, 11, 3)]
     labels = rng.random(len(dates)) < 0.3
     raw = pd.DataFrame(
         {
@@ -205,19 +206,17 @@ def test_date_partition_gives_event_days_only_where_file_statistics_prove_it(
             "run": {"timezone": zone},
         }
     )
-    first, third = dt.date(2026, 11, 1), dt.date(2026, 11, 3)
-    logs: list[str] = []
+    first, second, third = dt.date(2026, 11, 1), dt.date(2026, 11, 2), dt.date(2026, 11, 3)
+    logs: dict[str, list[str]] = {run: [] for run in ("one day", "two days", "all", "null")}
     try:
         spark.conf.set("spark.sql.session.timeZone", zone)
         frame = tables.read_table(spark, tables.input_location(config))
-        proof = file_stats.partition_days(
+        proof = partition_days(
             spark,
+            config,
             tables.input_location(config),
             tables.table_version(spark, tables.input_location(config)),
-            "event_time",
             frame.schema["event_time"].dataType,
-            "date",
-            zone,
             start=first,
             end=first,
         )
@@ -228,23 +227,39 @@ def test_date_partition_gives_event_days_only_where_file_statistics_prove_it(
             config,
         )
         plan = rows._jdf.queryExecution().executedPlan().toString()
-        one_day = run_evaluation(spark, config, first, first, log=logs.append)
-        all_days = run_evaluation(spark, config, full=True, log=logs.append)
+        one_day = run_evaluation(spark, config, first, first, log=logs["one day"].append)
+        two_days = run_evaluation(spark, config, first, second, log=logs["two days"].append)
+        metrics_path = tables.output_location(config, "metrics")
+        after_two_days = tables.read_table(spark, metrics_path).toPandas()
+        all_days = run_evaluation(spark, config, full=True, log=logs["all"].append)
+        # The third day's file holds only the NULL time: its day is unknown, so
+        # a run of that day reads no row (a full run rejects it, above).
+        null_day = run_evaluation(spark, config, third, third, log=logs["null"].append)
     finally:  # the suite shares one session: give the next test UTC back
         spark.conf.set("spark.sql.session.timeZone", "UTC")
     assert proof.holds, proof.reason
     read_schemas = [part for part in plan.split("ReadSchema: ")[1:]]
     assert read_schemas and all("event_time" not in s.split("\n")[0] for s in read_schemas), plan
-    from_partition = [line for line in logs if "no event time decoded" in line]
-    assert len(from_partition) == 1, logs
-    assert any("from event_time: a file of 2026-11-02" in line for line in logs), "\n".join(logs)
-    assert one_day.reject_counts == {}
+
+    def said(run: str, text: str) -> bool:
+        return any(text in line for line in logs[run])
+
+    assert said("one day", "no event time decoded"), logs
+    assert not any(said(run, "no event time decoded") for run in ("two days", "all", "null"))
+    assert said("two days", "a file of 2026-11-02 holds event_time values of other days"), logs
+    assert said("null", "a file of 2026-11-03 has NULL event_time values"), logs["null"]
+    assert null_day.rows_read == 0
+    assert one_day.reject_counts == two_days.reject_counts == {}
     assert all_days.reject_counts == {"null_event_time": 1}
 
-    metrics = tables.read_table(spark, tables.output_location(config, "metrics")).toPandas()
-    counts = metrics[(metrics.metric == "roc_auc") & (metrics.slice_key == "")]
-    counted = dict(zip(counts.window_start, counts.n_rows, strict=True))
+    def daily_rows(metrics: pd.DataFrame) -> dict:
+        counts = metrics[(metrics.metric == "roc_auc") & (metrics.slice_key == "")]
+        return dict(zip(counts.window_start, counts.n_rows, strict=True))
+
     known = pd.DatetimeIndex([t for t in event_times if t is not None]).tz_localize("UTC")
     expected = pd.Series(known.tz_convert(zone).date).value_counts().to_dict()
-    assert counted == expected
+    # Two days: the stray row's day (the third) is outside the range.
+    assert daily_rows(after_two_days) == {d: expected[d] for d in (first, second)}
+    metrics = tables.read_table(spark, metrics_path).toPandas()
+    assert daily_rows(metrics) == expected
     assert expected[third] == 1 and expected[first] == 6 * (25 if zone != "UTC" else 24) + 1

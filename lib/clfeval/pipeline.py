@@ -35,6 +35,7 @@ from zoneinfo import ZoneInfo
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import DataType, TimestampNTZType, TimestampType
 
 from clfeval import __version__
 from clfeval.config import Config
@@ -486,22 +487,73 @@ def _run(
             fresh.unpersist()
 
 
+@dataclass(frozen=True)
+class PartitionDays:
+    """Whether a date partition gives every selected row's event day (``holds``),
+    and why or why not (``reason``, for the console)."""
+
+    holds: bool
+    reason: str
+
+
+def partition_days(
+    spark: SparkSession,
+    config: Config,
+    loc: tables.TableLocation,
+    version: int,
+    time_type: DataType,
+    days: list[dt.date] | None = None,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+) -> PartitionDays:
+    """Whether every input file in the selected partitions (``days``, else
+    [start, end]) holds only event times of its ``input.date_partition_column``
+    day, by Delta's file statistics (``io.file_stats``): TIMESTAMP dated in
+    run.timezone, TIMESTAMP_NTZ by its wall clock (``core.windows.instants_on_day``).
+    Where it does not hold, days come from the event times, as they always may."""
+    i = config.input
+    assert i.date_partition_column is not None
+    if isinstance(time_type, TimestampType):
+        zone: str | None = config.run.timezone
+    elif isinstance(time_type, TimestampNTZType):
+        zone = None
+    else:
+        return PartitionDays(False, f"{i.event_time_column} is not a timestamp")
+    try:
+        files = file_stats.file_times(
+            spark, loc, version, i.event_time_column, i.date_partition_column, days, start, end
+        )
+    except file_stats.FileTimesError as exc:
+        return PartitionDays(False, str(exc))
+    for f in files:
+        if f.problem is not None:
+            return PartitionDays(False, f.problem)
+        assert f.day is not None and f.earliest is not None and f.latest is not None
+        if not windows.instants_on_day(f.day, f.earliest, f.latest, zone):
+            return PartitionDays(
+                False, f"a file of {f.partition} holds {i.event_time_column} values of other days"
+            )
+    return PartitionDays(
+        True,
+        f"from the {i.date_partition_column} partition: Delta's statistics of its "
+        f"{len(files)} files put every {i.event_time_column} on its partition's day "
+        "(no event time decoded)",
+    )
+
+
 def _days_from_partition(
     spark: SparkSession, config: Config, source: Source, plan: DayPlan
-) -> file_stats.PartitionDays | None:
-    """Whether the input's date partition gives every selected row's event day
-    (``io.file_stats.partition_days``); None without a date partition column."""
+) -> PartitionDays | None:
+    """``partition_days`` of the run's selection; None without a date partition column."""
     i = config.input
     if i.date_partition_column is None:
         return None
-    return file_stats.partition_days(
+    return partition_days(
         spark,
+        config,
         source.loc,
         source.version,
-        i.event_time_column,
         source.frame.schema[i.event_time_column].dataType,
-        i.date_partition_column,
-        config.run.timezone,
         days=None if plan.days is None else list(plan.days),
         start=plan.start,
         end=plan.end,
