@@ -401,7 +401,7 @@ def with_event_day(df: DataFrame, config: Config, from_partition: bool) -> DataF
     """``df`` with its rows' event day as a column, which ``event_day`` (and so
     every selection, check and key below) then reads: the day of the event time
     or, with ``from_partition``, the date partition's value. Only where Delta's
-    file statistics prove them equal (``io.file_stats.partition_days``): the scan
+    file statistics prove them equal (``pipeline.partition_days``): the scan
     then never decodes the event times."""
     i = config.input
     if from_partition and i.date_partition_column is not None:
