@@ -207,13 +207,7 @@ def clfeval_scan(spark: SparkSession, config) -> None:
     jvm = aggregate.jvm_scan(spark, layout)
     loc = tables.input_location(config)
     frame = tables.read_table(spark, loc)
-    days = partition_days(
-        spark,
-        config,
-        loc,
-        tables.table_version(spark, loc),
-        frame.schema[config.input.event_time_column].dataType,
-    )
+    days = partition_days(spark, config, loc, tables.table_version(spark, loc), frame)
     rows = contract.normalize(contract.with_event_day(frame, config, days.holds), config)
     aggregate.reject_counts(aggregate.scan_states(rows, config, layout, jvm)).collect()
 

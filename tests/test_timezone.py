@@ -216,7 +216,7 @@ def test_date_partition_gives_event_days_only_where_file_statistics_prove_it(
             config,
             tables.input_location(config),
             tables.table_version(spark, tables.input_location(config)),
-            frame.schema["event_time"].dataType,
+            frame,
             start=first,
             end=first,
         )
@@ -238,7 +238,7 @@ def test_date_partition_gives_event_days_only_where_file_statistics_prove_it(
     finally:  # the suite shares one session: give the next test UTC back
         spark.conf.set("spark.sql.session.timeZone", "UTC")
     assert proof.holds, proof.reason
-    read_schemas = [part for part in plan.split("ReadSchema: ")[1:]]
+    read_schemas = plan.split("ReadSchema: ")[1:]
     assert read_schemas and all("event_time" not in s.split("\n")[0] for s in read_schemas), plan
 
     def said(run: str, text: str) -> bool:

@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import DataType, TimestampNTZType, TimestampType
+from pyspark.sql.types import TimestampNTZType, TimestampType
 
 from clfeval import __version__
 from clfeval.config import Config
@@ -501,18 +501,20 @@ def partition_days(
     config: Config,
     loc: tables.TableLocation,
     version: int,
-    time_type: DataType,
+    frame: DataFrame,
     days: list[dt.date] | None = None,
     start: dt.date | None = None,
     end: dt.date | None = None,
 ) -> PartitionDays:
-    """Whether every input file in the selected partitions (``days``, else
-    [start, end]) holds only event times of its ``input.date_partition_column``
-    day, by Delta's file statistics (``io.file_stats``): TIMESTAMP dated in
-    run.timezone, TIMESTAMP_NTZ by its wall clock (``core.windows.instants_on_day``).
-    Where it does not hold, days come from the event times, as they always may."""
+    """Whether every file of the input ``frame`` (``loc`` at ``version``) in the
+    selected partitions (``days``, else [start, end]) holds only event times of
+    its ``input.date_partition_column`` day, by Delta's file statistics
+    (``io.file_stats``): TIMESTAMP dated in run.timezone, TIMESTAMP_NTZ by its
+    wall clock (``core.windows.instants_on_day``). Where it does not hold, days
+    come from the event times, as they always may."""
     i = config.input
     assert i.date_partition_column is not None
+    time_type = frame.schema[i.event_time_column].dataType
     if isinstance(time_type, TimestampType):
         zone: str | None = config.run.timezone
     elif isinstance(time_type, TimestampNTZType):
@@ -553,7 +555,7 @@ def _days_from_partition(
         config,
         source.loc,
         source.version,
-        source.frame.schema[i.event_time_column].dataType,
+        source.frame,
         days=None if plan.days is None else list(plan.days),
         start=plan.start,
         end=plan.end,
