@@ -91,6 +91,10 @@ def test_one_scan_histograms_equal_numpy_per_slice(spark, aggregation: str) -> N
     hist = aggregate.rollup_slices(states, config, layout)
     got = hist.toPandas()
     assert set(got["layout_id"]) == {layout.layout_id}
+    # One row per bin of each slice's group: the finest slice is the states as they
+    # are (not summed again), which holds only while the scan's keys are unique.
+    keys = ["model_name", "model_version", "window_start", "slice_key", "slice_value", "bin"]
+    assert not got.duplicated(keys).any()
     pdf["day"] = pdf["event_time"].dt.date
     for columns in config.slices_to_compute():
         for key, part in pdf.groupby(["model_name", "day", *columns]):

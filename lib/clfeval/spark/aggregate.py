@@ -393,12 +393,23 @@ def rollup_slices(states: DataFrame, config: Config, layout: BinLayout) -> DataF
     """
     valid = cap_segment_values(states.where(F.col("reject_reason").isNull()), config)
     class_keys = list(MULTICLASS_KEYS) if config.is_multiclass else []
+    # The scan's states hold one row per (day keys, finest segments, class keys,
+    # bin): the slice of every finest segment column is those rows as they are,
+    # unless capping merged values into __other__. Summing it anyway would be a
+    # shuffle of nearly every state row for nothing.
+    finest_unique = config.slices.max_values <= 0
     per_slice = []
     for columns in config.slices_to_compute():
         seg = [segment_column_name(c) for c in columns]
-        summed = valid.groupBy(*DAY_KEYS, *seg, *class_keys, "bin").agg(
-            *[F.sum(F.coalesce(F.col(s), F.lit(0))).alias(s) for s in STATE_SUMS]
-        )
+        sums = {s: F.coalesce(F.col(s), F.lit(0)) for s in STATE_SUMS}
+        if finest_unique and set(columns) == set(config.finest_segments()):
+            summed = valid.select(
+                *DAY_KEYS, *seg, *class_keys, "bin", *[v.alias(s) for s, v in sums.items()]
+            )
+        else:
+            summed = valid.groupBy(*DAY_KEYS, *seg, *class_keys, "bin").agg(
+                *[F.sum(v).alias(s) for s, v in sums.items()]
+            )
         value = F.concat_ws(",", *[escaped_segment(F.col(c)) for c in seg]) if seg else F.lit("")
         per_slice.append(
             summed.select(
