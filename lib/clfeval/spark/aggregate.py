@@ -397,12 +397,12 @@ def rollup_slices(states: DataFrame, config: Config, layout: BinLayout) -> DataF
     # bin): the slice of every finest segment column is those rows as they are,
     # unless capping merged values into __other__. Summing it anyway would be a
     # shuffle of nearly every state row for nothing.
-    finest_unique = config.slices.max_values <= 0
+    unsummed = set(config.finest_segments()) if config.slices.max_values <= 0 else None
+    sums = {s: F.coalesce(F.col(s), F.lit(0)) for s in STATE_SUMS}
     per_slice = []
     for columns in config.slices_to_compute():
         seg = [segment_column_name(c) for c in columns]
-        sums = {s: F.coalesce(F.col(s), F.lit(0)) for s in STATE_SUMS}
-        if finest_unique and set(columns) == set(config.finest_segments()):
+        if set(columns) == unsummed:
             summed = valid.select(
                 *DAY_KEYS, *seg, *class_keys, "bin", *[v.alias(s) for s, v in sums.items()]
             )
