@@ -2,8 +2,10 @@
 
 Generates (once, cached by shape) a predictions Delta table of ``--rows`` rows:
 ``--versions`` model versions x ``--segments`` segment values x ``--days`` days,
-~``--positive-rate`` positives, logit-normal scores. Then, ``--reps`` times each,
-medians reported:
+~``--positive-rate`` positives, logit-normal scores. Then (1) and (2) in
+``--reps`` rounds, each timing every one of them once in turn, so that they
+share the machine's load of the moment; medians reported, and the ratio to the
+floor also as the median of the rounds' ratios; (3) and (4) after them:
 
 1. scan floor: a grouped count/sum over the same columns of the same table
    (and the same grouped by the date partition instead of the event time's
@@ -100,12 +102,12 @@ def ensure_table(spark: SparkSession, args: argparse.Namespace) -> str:
 
 
 class PeakMemory:
-    """Samples the resident set of this process and of its JVM child every 50 ms."""
+    """Samples the resident set of this process and of its JVM child every 50 ms
+    while entered; entered again, it keeps the peaks of every time."""
 
     def __init__(self) -> None:
         self.python = 0
         self.jvm = 0
-        self._stop = threading.Event()
         self._jvm_pid = _jvm_child()
 
     @staticmethod
@@ -126,6 +128,7 @@ class PeakMemory:
             time.sleep(0.05)
 
     def __enter__(self) -> PeakMemory:
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         return self
@@ -185,6 +188,30 @@ def timed(
             line += f" (JIT compiler {jit[-1]:.1f} s)"
         print(line, flush=True)
     return times
+
+
+def interleaved(contenders: dict[str, Callable[[], object]], reps: int) -> dict[str, list[float]]:
+    """Wall seconds of ``reps`` rounds, each calling every contender once in
+    order: the machine's load drifts over minutes, so contenders timed side by
+    side in a round share it, and a ratio of two taken round by round (see
+    ``paired_ratios``) is steadier than the ratio of medians of separate blocks."""
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for k in range(reps):
+        line = []
+        for name, fn in contenders.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+            line.append(f"{name} {times[name][-1]:.1f} s")
+        print(f"  round {k + 1}: " + ", ".join(line), flush=True)
+    return times
+
+
+def paired_ratios(numerator: list[float], denominator: list[float]) -> str:
+    """Median of round-by-round ratios, and each round's, for the summary."""
+    ratios = [a / b for a, b in zip(numerator, denominator, strict=True)]
+    each = ", ".join(f"{r:.2f}" for r in ratios)
+    return f"{statistics.median(ratios):.2f} (rounds {each})"
 
 
 def scan_floor(spark: SparkSession, path: str, by_partition: bool = False) -> None:
@@ -368,14 +395,26 @@ def main() -> None:
         lambda: run_clfeval(spark, config), max(1, args.warmup), "clfeval warm-up", spark, cold_jit
     )
     cold = warmup[0]
-    floor = timed(lambda: scan_floor(spark, path), args.reps, "scan floor")
-    floor_by_partition = timed(
-        lambda: scan_floor(spark, path, by_partition=True), args.reps, "scan floor by partition"
-    )
     jit: list[float] = []
-    with PeakMemory() as memory:
-        ours = timed(lambda: run_clfeval(spark, config), args.reps, "clfeval", spark, jit)
-    scan = timed(lambda: clfeval_scan(spark, config), args.reps, "clfeval scan alone")
+    memory = PeakMemory()
+
+    def clfeval_timed() -> None:
+        compiled = jit_seconds(spark)
+        with memory:
+            run_clfeval(spark, config)
+        jit.append(jit_seconds(spark) - compiled)
+
+    rounds = interleaved(
+        {
+            "floor": lambda: scan_floor(spark, path),
+            "floor by partition": lambda: scan_floor(spark, path, by_partition=True),
+            "clfeval": clfeval_timed,
+            "clfeval scan alone": lambda: clfeval_scan(spark, config),
+        },
+        args.reps,
+    )
+    floor, floor_by_partition = rounds["floor"], rounds["floor by partition"]
+    ours, scan = rounds["clfeval"], rounds["clfeval scan alone"]
     lines = [
         f"rows {args.rows:,}; groups {groups}; {os.cpu_count()} cores; medians of {args.reps}; "
         f"{jvm_description(spark)}",
@@ -383,9 +422,11 @@ def main() -> None:
         f"    the same by date partition {median(floor_by_partition):.1f} s (no event time read: "
         f"(2)/this = {median(ours) / median(floor_by_partition):.2f})",
         f"(2) clfeval           {median(ours):8.1f} s   "
-        f"(2)/(1) = {median(ours) / median(floor):.2f}",
+        f"(2)/(1) = {median(ours) / median(floor):.2f}; round by round "
+        f"{paired_ratios(ours, floor)}",
         f"    its scan alone    {median(scan):8.1f} s   "
-        f"scan/(1) = {median(scan) / median(floor):.2f}; the other "
+        f"scan/(1) = {median(scan) / median(floor):.2f}; round by round "
+        f"{paired_ratios(scan, floor)}; the other "
         f"{median(ours) - median(scan):.1f} s do not grow with rows (derive, Delta commits, "
         "the run's record)",
         f"    (first run in a fresh JVM, not in the medians: {cold:.1f} s; "
