@@ -344,11 +344,25 @@ def test_the_one_commit_finish_writes_what_delta_update_writes(
         r["run_id"]: r.asDict(recursive=True)
         for r in spark.read.format("delta").load(str(tmp_path / "out" / "runs")).collect()
     }
+    ended = [row.pop("ended_at") for row in rows.values()]
+    # Both are the time of their finish: Python's clock, Spark's current_timestamp().
+    assert None not in ended and abs(ended[0] - ended[1]) < dt.timedelta(minutes=1)
     for row in rows.values():
-        assert row.pop("ended_at") is not None
         row.pop("run_id")
     assert rows["a"] == rows["b"]
     assert rows["a"]["status"] == "succeeded" and rows["a"]["input_versions"]["labels"] == 2
+
+
+def test_a_repeated_run_generates_no_new_code(spark, demo_output, tmp_path) -> None:
+    """Spark inlines literal numbers and timestamps into the code it generates, so
+    a plan holding per-run values (a run's start time, row counts) is compiled
+    anew each run; a warm session's second run of a config (to a new output)
+    compiles no class of its own (CodegenMetrics counts every compilation)."""
+    compilations = spark._jvm.org.apache.spark.metrics.source.CodegenMetrics.METRIC_COMPILATION_TIME
+    run_evaluation(spark, demo_config(demo_output, tmp_path / "first"), log=lambda _: None)
+    before = compilations().getCount()
+    run_evaluation(spark, demo_config(demo_output, tmp_path / "second"), log=lambda _: None)
+    assert compilations().getCount() == before
 
 
 def test_a_running_row_sharing_its_file_is_updated_not_dropped(
