@@ -116,6 +116,34 @@ def test_one_scan_histograms_equal_numpy_per_slice(spark, aggregation: str) -> N
                 np.testing.assert_allclose(dense, getattr(expected, name), rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("aggregation", ["sql", "jvm"])
+def test_loss_sums_keep_small_losses_to_the_last_bits(spark, aggregation: str) -> None:
+    """Per-bin log-loss sums against numpy's log1p and log, row by row, to rtol
+    1e-13 with no absolute slack: negatives' scores of 1e-12 to 1e-10 (where
+    log(1 - score) would lose the loss to the rounding of 1 - score: relative
+    errors of ~1e-5 and more), positives' of 1 - 1e-12 to 1 - 1e-10."""
+    config = make_config(input={"weight_column": None})
+    layout = config.layout()
+    rng = np.random.default_rng(17)
+    n = 2000
+    pdf = random_predictions(rng, n)
+    pdf["event_time"] = pdf["event_time"].dt.tz_localize(None)
+    pdf["model_name"] = "m1"
+    pdf["label"] = np.arange(n) % 2
+    small = 10.0 ** rng.uniform(-12, -10, n)
+    pdf["score"] = np.where(pdf["label"] == 1, 1.0 - small, small)
+    rows = contract.normalize(spark.createDataFrame(pdf), config)
+    jvm = jvm_scan(spark, layout) if aggregation == "jvm" else None
+    states = aggregate.scan_states(rows, config, layout, jvm).toPandas()
+    got = states.groupby("bin").loss_sum.sum()
+    y, p = pdf["label"].to_numpy(), pdf["score"].to_numpy()
+    loss = np.where(y == 1, -np.log(p), -np.log1p(-p))
+    expected = pd.Series(loss).groupby(layout.bin_index(p)).sum()
+    np.testing.assert_allclose(
+        got.sort_index().to_numpy(), expected.sort_index().to_numpy(), rtol=1e-13, atol=0
+    )
+
+
 @pytest.mark.parametrize(
     ("layout_kind", "weighted", "max_groups"),
     [

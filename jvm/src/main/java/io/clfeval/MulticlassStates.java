@@ -193,8 +193,7 @@ public final class MulticlassStates {
             int s = slotOf(groupBase | item);
             if (isTrue) {
               double clipped = Math.min(Math.max(p, eps), 1.0 - eps);
-              // StrictMath: the same last bit as Spark SQL's log (the fallback path).
-              lossSums[s] += w * -StrictMath.log(clipped);
+              lossSums[s] += w * LogLoss.positive(clipped);
               double error = p - 1.0;
               sqErrSums[s] += w * (error * error);
             } else {

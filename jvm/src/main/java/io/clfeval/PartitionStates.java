@@ -25,9 +25,10 @@ import org.apache.spark.sql.types.StructType;
  * <p>Input columns: {@code keyCount} group key columns (strings, dates or integers; the reject
  * reason last), then score (double, NULL on rejected rows), y (int, 1 = positive) and weight
  * (double). Conventions as {@code clfeval.core.bins} and {@code clfeval.spark.aggregate}: bin =
- * #{edges <= score} - 1, exact ({@link BinSearch}); loss = -log(c) if y = 1 else -log1p(-c), c =
- * score clipped to [eps, 1 - eps]; sums per bin of rows, y, w * loss, w * (y - score)^2, w *
- * score, and w of positives / negatives. A NULL score adds only to its group's row count.
+ * #{edges <= score} - 1, exact ({@link BinSearch}); loss = -log(c) if y = 1 else -log1p(-c)
+ * ({@link LogLoss}), c = score clipped to [eps, 1 - eps]; sums per bin of rows, y, w * loss, w *
+ * (y - score)^2, w * score, and w of positives / negatives. A NULL score adds only to its group's
+ * row count.
  *
  * <p>Output columns: the key columns, bin (int; NULL for a group without scored rows, whose
  * n_rows is then its row count), n_rows, n_pos (long), loss_sum, sq_err_sum, score_sum, w_pos,
@@ -147,8 +148,7 @@ public final class PartitionStates {
           double w = row.getDouble(weightAt);
           int bin = bins.bin(p);
           double c = Math.min(Math.max(p, eps), 1.0 - eps);
-          // StrictMath: the same last bit as Spark SQL's log and log1p (the fallback path).
-          double loss = y == 1 ? -StrictMath.log(c) : -StrictMath.log1p(-c);
+          double loss = y == 1 ? LogLoss.positive(c) : LogLoss.negative(c);
           double error = y - p;
           g.counts[2 * bin] += 1;
           g.counts[2 * bin + 1] += y;
