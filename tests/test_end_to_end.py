@@ -367,13 +367,17 @@ def test_plan_has_one_input_scan_and_one_exchange(spark, demo) -> None:
     assert sql.count("Scan parquet") == 1, sql  # also matches "FileScan parquet"
     assert sql.count("Exchange") == 1, sql
     # The JVM scan reads the normalized rows (one parquet scan, no exchange) per
-    # partition; its partial states are the only rows exchanged.
+    # partition; its compact partial states are the only rows exchanged, inside
+    # the RDD it returns (its plan is that RDD's scan).
     jvm = aggregate.jvm_scan(spark, layout)
     assert jvm is not None and aggregate.jvm_groups_by(rows, config)
     assert plan(rows).count("Scan parquet") == 1 and "Exchange" not in plan(rows), plan(rows)
-    states = plan(aggregate.scan_states(rows, config, layout, jvm))
-    assert states.count("Scan ExistingRDD") == 1 and "parquet" not in states, states
-    assert states.count("Exchange") == 1, states
+    states = aggregate.scan_states(rows, config, layout, jvm)
+    outer = plan(states)
+    assert outer.count("Scan ExistingRDD") == 1 and "parquet" not in outer, outer
+    assert "Exchange" not in outer, outer
+    lineage = states._jdf.queryExecution().toRdd().toDebugString()
+    assert lineage.count("FileScanRDD") == 1 and lineage.count("ShuffledRowRDD") == 1, lineage
 
 
 def test_sql_aggregation_fallback_writes_the_same_tables(

@@ -217,10 +217,12 @@ def test_jvm_states_equal_sql_states(
 
 
 def test_jvm_scan_holds_each_key_once_per_task(spark) -> None:
-    """In one task, every (group, reject reason, bin) is one partial row: the
+    """In one task, every (group, reject reason) is one compact partial row: the
     JVM scan's key table finds a key it holds, whichever way it compares rows
     (whole-row words for the scan's own rows), for strings that differ only past
-    their first 8-byte word, are exactly one or two words long, empty or NULL."""
+    their first 8-byte word, are exactly one or two words long, empty or NULL.
+    Each row lists a bin once, ascending, and its counts add up to the group's
+    rows; the merged states hold each (group, bin) once."""
     config = make_config()
     layout = config.layout()
     rng = np.random.default_rng(5)
@@ -230,11 +232,39 @@ def test_jvm_scan_holds_each_key_once_per_task(spark) -> None:
     pdf["device"] = rng.choice(np.array(devices, dtype=object), len(pdf))
     pdf.loc[pdf.index[:40], "label"] = 7
     rows = contract.normalize(spark.createDataFrame(pdf).coalesce(1), config)
-    keys = [*aggregate.DAY_KEYS, "segment__region", "segment__device", "reject_reason", "bin"]
-    partial = aggregate.jvm_partial_states(rows, config, jvm_scan(spark, layout)).toPandas()
-    assert partial.n_rows.sum() == len(pdf)
+    keys = [*aggregate.DAY_KEYS, "segment__region", "segment__device", "reject_reason"]
+    scan = jvm_scan(spark, layout)
+    partial = aggregate.jvm_partial_states(rows, config, scan).toPandas()
+    assert partial.row_count.sum() == len(pdf)
     per_key = partial.groupby(keys, dropna=False).size()
-    assert len(per_key) > 100 and (per_key == 1).all(), per_key[per_key > 1].head()
+    assert len(per_key) > 30 and (per_key == 1).all(), per_key[per_key > 1].head()
+    for row in partial.itertuples():
+        if row.bins is None:
+            assert row.reject_reason is not None and row.counts is None
+            continue
+        bins = np.asarray(row.bins)
+        assert (np.diff(bins) > 0).all() and bins.min() >= 0 and bins.max() < layout.n_bins
+        counts = np.asarray(row.counts).reshape(-1, 2)
+        assert counts[:, 0].sum() == row.row_count and (counts[:, 1] <= counts[:, 0]).all()
+        assert len(row.sums) == 5 * len(bins)
+    states = aggregate.scan_states(rows, config, layout, scan).toPandas()
+    assert states.n_rows.sum() == len(pdf)
+    per_bin = states.groupby([*keys, "bin"], dropna=False).size()
+    assert len(per_bin) > 100 and (per_bin == 1).all(), per_bin[per_bin > 1].head()
+    # Four tasks, each emitting its buffers every 3 groups: a group's partial rows
+    # come from several tasks and flushes, and the merge must add them into one.
+    spread = contract.normalize(spark.createDataFrame(pdf).repartition(4), config)
+    small = dataclasses.replace(scan, max_groups=3)
+    merged = aggregate.scan_states(spread, config, layout, small).toPandas()
+    assert len(aggregate.jvm_partial_states(spread, config, small).toPandas()) > 2 * len(per_key)
+    order = [*keys, "bin"]
+    pd.testing.assert_frame_equal(
+        merged.sort_values(order, na_position="first").reset_index(drop=True),
+        states.sort_values(order, na_position="first").reset_index(drop=True),
+        check_exact=False,
+        rtol=1e-12,
+        atol=0,
+    )
 
 
 def test_integer_labels_compare_like_their_text(spark) -> None:

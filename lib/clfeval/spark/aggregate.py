@@ -82,6 +82,7 @@ def bin_index_column(score: Column, layout: BinLayout) -> Column:
 
 
 JVM_STATES_CLASS = "io.clfeval.PartitionStates"
+JVM_MERGE_CLASS = JVM_STATES_CLASS + "$Merge"
 
 # Per-bin buffers one task may hold before it emits their partial sums: 7 sums
 # of 8 bytes per bin and group. 64 MiB is ~1,200 groups of 1,000 bins.
@@ -105,15 +106,17 @@ class JvmScan:
 def jvm_scan(spark: SparkSession, layout: BinLayout) -> JvmScan | None:
     """clfeval's JVM scan for ``layout``, or None when its class is not on the
     driver's classpath (the jar was not built or not passed with ``--jars``, or a
-    Spark Connect session): the scan then runs as Spark SQL's hash aggregation,
-    same results, slower.
+    Spark Connect session) or is older than this module: the scan then runs as
+    Spark SQL's hash aggregation, same results, slower.
     """
     jvm = getattr(spark, "_jvm", None)  # Spark Connect sessions have none
     if jvm is None:
         return None
     try:
         loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()
-        jvm.java.lang.Class.forName(JVM_STATES_CLASS, True, loader)
+        # The merge's class: a jar built before the scan merged its own states
+        # has the scan's class without it.
+        jvm.java.lang.Class.forName(JVM_MERGE_CLASS, True, loader)
     except Exception:  # py4j reports the missing class as a Py4JJavaError
         return None
     max_groups = max(1, JVM_BUFFER_BYTES // (7 * 8 * layout.n_bins))
@@ -127,7 +130,6 @@ def jvm_scan(spark: SparkSession, layout: BinLayout) -> JvmScan | None:
     )
 
 
-_JVM_SUMS = ("n_rows", "n_pos", *STATE_SUMS[2:])
 # Key types the JVM scan hashes and compares itself (strings with the default,
 # byte-wise collation, and dates).
 _JVM_KEY_TYPES = (T.StringType(), T.DateType())
@@ -146,12 +148,9 @@ def jvm_groups_by(rows: DataFrame, config: Config) -> bool:
     return all(rows.schema[k].dataType in _JVM_KEY_TYPES for k in _scan_keys(config))
 
 
-def jvm_partial_states(rows: DataFrame, config: Config, scan: JvmScan) -> DataFrame:
-    """The JVM scan's partial states of ``rows`` (normalized): per input
-    partition, one pass over the rows into a dense per-bin buffer per (group,
-    reject reason), emitted as one row per non-empty bin (a group without scored
-    rows: one row, NULL bin, its row count). Columns: the scan keys, bin, and
-    n_rows, n_pos, loss_sum, sq_err_sum, score_sum, w_pos, w_neg."""
+def _scan_inputs(rows: DataFrame, config: Config) -> tuple[DataFrame, int]:
+    """The JVM scan's input columns of ``rows`` (normalized), and its key count:
+    the scan keys, then score (double), y (int) and weight (double)."""
     keys = _scan_keys(config)
     weighted = config.input.weight_column is not None
     weight = F.col("weight") if weighted else F.lit(1.0)
@@ -162,19 +161,35 @@ def jvm_partial_states(rows: DataFrame, config: Config, scan: JvmScan) -> DataFr
         F.col("y").cast("int").alias("y"),
         weight.cast("double").alias("weight"),
     )
+    return inputs, len(keys)
+
+
+def jvm_partial_states(rows: DataFrame, config: Config, scan: JvmScan) -> DataFrame:
+    """The JVM scan's compact partial states of ``rows`` (normalized): per input
+    partition, one pass over the rows into a dense per-bin buffer per (group,
+    reject reason), emitted as one row per group: the scan keys, row_count, and
+    bins (its non-empty bins), counts (n_rows and n_pos per listed bin,
+    interleaved) and sums (loss_sum, sq_err_sum, score_sum, w_pos, w_neg per
+    listed bin, interleaved); the arrays NULL for a group without scored rows.
+    What ``_scan_states_jvm`` merges; here for tests of the scan's own step."""
+    inputs, key_count = _scan_inputs(rows, config)
     return DataFrame(
-        scan.scanner.scan(inputs._jdf, len(keys), scan.edges_text, LOG_LOSS_EPS, scan.max_groups),
+        scan.scanner.scan(inputs._jdf, key_count, scan.edges_text, LOG_LOSS_EPS, scan.max_groups),
         rows.sparkSession,
     )
 
 
 def _scan_states_jvm(rows: DataFrame, config: Config, scan: JvmScan) -> DataFrame:
-    """``scan_states`` through the JVM scan: its partial states
-    (``jvm_partial_states``), then one grouped sum of them, the only exchange."""
+    """``scan_states`` through the JVM scan: its compact partial states (see
+    ``jvm_partial_states``), hash-partitioned by group (the only exchange, a row
+    per group and task) and merged per group into a row per (group, bin)."""
+    inputs, key_count = _scan_inputs(rows, config)
+    merged = DataFrame(
+        scan.scanner.states(inputs._jdf, key_count, scan.edges_text, LOG_LOSS_EPS, scan.max_groups),
+        rows.sparkSession,
+    )
     keys = _scan_keys(config)
-    partial = jvm_partial_states(rows, config, scan)
-    summed = partial.groupBy(*keys, "bin").agg(*[F.sum(c).alias(c) for c in _JVM_SUMS])
-    return summed.select(
+    return merged.select(
         *keys,
         "bin",
         "n_rows",

@@ -1,24 +1,36 @@
 package io.clfeval;
 
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Iterator;
 import java.util.List;
+import org.apache.spark.api.java.function.FlatMapFunction;
+import org.apache.spark.sql.Column;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.catalyst.InternalRow;
 import org.apache.spark.sql.catalyst.expressions.GenericInternalRow;
+import org.apache.spark.sql.catalyst.expressions.UnsafeProjection;
+import org.apache.spark.sql.catalyst.expressions.UnsafeRow;
+import org.apache.spark.sql.catalyst.expressions.UnsafeArrayData;
+import org.apache.spark.sql.types.DataType;
 import org.apache.spark.sql.types.DataTypes;
+import org.apache.spark.sql.types.StringType;
 import org.apache.spark.sql.types.StructField;
 import org.apache.spark.sql.types.StructType;
 
 /**
- * The binary scan's per-bin sums of each input partition, read straight from Spark's internal
- * rows: one pass, a hash table from group key to a dense per-bin buffer, then one output row per
- * (group, non-empty bin). The caller adds the partitions' rows up with a grouped sum (one
- * exchange, of partial states, never of input rows).
+ * The binary scan's per-bin sums, read straight from Spark's internal rows, in two steps with one
+ * exchange between them. (1) {@link #scan}: each input partition in one pass, a hash table from
+ * group key to a dense per-bin buffer, then one compact row per group: its non-empty bins and
+ * their sums as three arrays. (2) {@link #states}: those rows hash-partitioned and sorted by group
+ * key, each group's rows added into one dense buffer, then one output row per (group, non-empty
+ * bin). The exchange moves a row per group and task, not per bin: at 20M rows, 1,050 rows instead
+ * of the 373k a row per bin took, whose shuffle and two hash aggregations (Spark's partial one,
+ * which reduced nothing, and its final sum) cost ~0.5 s of a 2.6 s scan.
  *
- * <p>Why not a Spark {@code Aggregator} (the previous version): it receives every input row as
- * a JVM object (a tuple of boxed values built by an encoder) inside Spark's object hash
+ * <p>Why not a Spark {@code Aggregator} (an earlier version): it receives every input row as a
+ * JVM object (a tuple of boxed values built by an encoder) inside Spark's object hash
  * aggregation, which also copies each row's key into a new row to hash it; here a row's fields
  * are read in place and its key hashed from them.
  *
@@ -30,11 +42,11 @@ import org.apache.spark.sql.types.StructType;
  * (y - score)^2, w * score, and w of positives / negatives. A NULL score adds only to its group's
  * row count.
  *
- * <p>Output columns: the key columns, bin (int; NULL for a group without scored rows, whose
- * n_rows is then its row count), n_rows, n_pos (long), loss_sum, sq_err_sum, score_sum, w_pos,
- * w_neg (double). A partition emits and forgets its buffers whenever it holds {@code maxGroups}
- * groups, so memory stays bounded whatever the number of groups; those rows are partial sums
- * like the others.
+ * <p>Output columns of {@link #states}: the key columns, bin (int; NULL for a group without
+ * scored rows, whose n_rows is then its row count), n_rows, n_pos (long), loss_sum, sq_err_sum,
+ * score_sum, w_pos, w_neg (double); one row per (group, bin). A scan task emits and forgets its
+ * buffers whenever it holds {@code maxGroups} groups, so its memory stays bounded whatever the
+ * number of groups; the merge holds one group at a time (Spark's sort spills what does not fit).
  */
 public final class PartitionStates {
   private PartitionStates() {}
@@ -43,15 +55,37 @@ public final class PartitionStates {
   private static final String[] DOUBLE_FIELDS = {
     "loss_sum", "sq_err_sum", "score_sum", "w_pos", "w_neg"
   };
+  // A group's row count: what its NULL-bin output row reports when no row had a score.
+  private static final String ROW_COUNT = "row_count";
 
-  /** Output schema: the key fields of {@code input}, then the per-bin fields. */
+  /** Output schema of {@link #states}: the key fields of {@code input}, then the per-bin fields. */
   public static StructType outputSchema(StructType input, int keyCount) {
     StructField bin = DataTypes.createStructField("bin", DataTypes.IntegerType, true);
     return BatchedStates.statesSchema(input, keyCount, List.of(bin), LONG_FIELDS, DOUBLE_FIELDS);
   }
 
   /**
-   * Per-partition states of {@code rows} (a classic Dataset, as PySpark's {@code _jdf} is).
+   * Schema of {@link #scan}'s compact rows: the key fields of {@code input}, row_count (long),
+   * then bins (the group's non-empty bins, ascending), counts (n_rows and n_pos of each listed
+   * bin, interleaved) and sums (its five double sums in DOUBLE_FIELDS' order, interleaved); the
+   * arrays are NULL for a group without scored rows.
+   */
+  public static StructType partialSchema(StructType input, int keyCount) {
+    List<StructField> arrays =
+        List.of(
+            DataTypes.createStructField(ROW_COUNT, DataTypes.LongType, false),
+            DataTypes.createStructField(
+                "bins", DataTypes.createArrayType(DataTypes.IntegerType, false), true),
+            DataTypes.createStructField(
+                "counts", DataTypes.createArrayType(DataTypes.LongType, false), true),
+            DataTypes.createStructField(
+                "sums", DataTypes.createArrayType(DataTypes.DoubleType, false), true));
+    return BatchedStates.statesSchema(input, keyCount, arrays, new String[0], new String[0]);
+  }
+
+  /**
+   * Per-partition compact states of {@code rows} (a classic Dataset, as PySpark's {@code _jdf}
+   * is), one row per group a task held ({@link #partialSchema}): what {@link #states} merges.
    *
    * @param edgesText the bin edges as exact decimal or hexadecimal texts separated by commas
    * @param eps the log-loss clip
@@ -66,7 +100,24 @@ public final class PartitionStates {
     }
     double[] edges = BinSearch.parseEdges(edgesText);
     Scan scan = new Scan(schema, keyCount, edges, eps, Math.max(1, maxGroups));
-    return BatchedStates.mapPartitions(rows, scan, outputSchema(schema, keyCount));
+    return BatchedStates.mapPartitions(rows, scan, partialSchema(schema, keyCount));
+  }
+
+  /**
+   * The per-(group, bin) states of {@code rows} ({@link #outputSchema}): {@link #scan}'s compact
+   * rows, hash-partitioned and sorted by group key, each group's rows added up.
+   */
+  public static Dataset<Row> states(
+      Dataset<Row> rows, int keyCount, String edgesText, double eps, int maxGroups) {
+    Dataset<Row> partial = scan(rows, keyCount, edgesText, eps, maxGroups);
+    Column[] keys = new Column[keyCount];
+    for (int k = 0; k < keyCount; k++) {
+      keys[k] = partial.col(partial.schema().fields()[k].name());
+    }
+    Dataset<Row> clustered = partial.repartition(keys).sortWithinPartitions(keys);
+    int binCount = BinSearch.parseEdges(edgesText).length;
+    Merge merge = new Merge(KeyTable.keyTypesOf(partial.schema(), keyCount), binCount);
+    return BatchedStates.mapPartitions(clustered, merge, outputSchema(rows.schema(), keyCount));
   }
 
   /**
@@ -91,6 +142,66 @@ public final class PartitionStates {
       counts = new long[2 * bins];
       sums = new double[SUMS * bins];
     }
+
+    /** The non-empty bins, ascending. */
+    int[] nonEmptyBins() {
+      int n = 0;
+      for (int b = 0; 2 * b < counts.length; b++) {
+        n += counts[2 * b] > 0 ? 1 : 0;
+      }
+      int[] bins = new int[n];
+      int i = 0;
+      for (int b = 0; 2 * b < counts.length; b++) {
+        if (counts[2 * b] > 0) {
+          bins[i++] = b;
+        }
+      }
+      return bins;
+    }
+
+    /** This group as {@link #partialSchema}'s fields after the key ({@code out} from {@code at}). */
+    void writeCompact(Object[] out, int at) {
+      out[at] = rowCount;
+      int[] bins = nonEmptyBins();
+      if (bins.length == 0) {
+        return;
+      }
+      long[] binCounts = new long[2 * bins.length];
+      double[] binSums = new double[SUMS * bins.length];
+      for (int i = 0; i < bins.length; i++) {
+        int b = bins[i];
+        System.arraycopy(counts, 2 * b, binCounts, 2 * i, 2);
+        System.arraycopy(sums, SUMS * b, binSums, SUMS * i, SUMS);
+      }
+      out[at + 1] = UnsafeArrayData.fromPrimitiveArray(bins);
+      out[at + 2] = UnsafeArrayData.fromPrimitiveArray(binCounts);
+      out[at + 3] = UnsafeArrayData.fromPrimitiveArray(binSums);
+    }
+
+    /** Adds a compact row's sums ({@link #partialSchema}'s fields from {@code at}). */
+    void addCompact(InternalRow row, int at) {
+      rowCount += row.getLong(at);
+      if (row.isNullAt(at + 1)) {
+        return;
+      }
+      int[] bins = row.getArray(at + 1).toIntArray();
+      long[] binCounts = row.getArray(at + 2).toLongArray();
+      double[] binSums = row.getArray(at + 3).toDoubleArray();
+      for (int i = 0; i < bins.length; i++) {
+        int b = bins[i];
+        counts[2 * b] += binCounts[2 * i];
+        counts[2 * b + 1] += binCounts[2 * i + 1];
+        for (int j = 0; j < SUMS; j++) {
+          sums[SUMS * b + j] += binSums[SUMS * i + j];
+        }
+      }
+    }
+
+    void clear() {
+      rowCount = 0;
+      Arrays.fill(counts, 0L);
+      Arrays.fill(sums, 0.0);
+    }
   }
 
   /** The per-partition function (shipped to executors; everything it holds is serializable). */
@@ -114,8 +225,6 @@ public final class PartitionStates {
       private final KeyTable keys = keyTable(maxGroups);
       private final List<Group> groups = new ArrayList<>();
       private int emitGroup; // index into groups while emitting
-      private int emitBin;
-      private boolean emittedAny;
 
       States(Iterator<InternalRow> input) {
         super(input);
@@ -161,46 +270,119 @@ public final class PartitionStates {
         }
       }
 
-      /** The next output row of the held groups, or null (and the table emptied) when done. */
+      /** The next compact row of the held groups, or null (and the table emptied) when done. */
       @Override
       InternalRow nextOutput() {
-        while (emitGroup < groups.size()) {
-          Group g = groups.get(emitGroup);
-          while (emitBin < binCount) {
-            int k = emitBin++;
-            if (g.counts[2 * k] > 0) {
-              emittedAny = true;
-              Object[] values = keyValues(emitGroup);
-              int at = Group.SUMS * k;
-              values[keyCount] = k;
-              values[keyCount + 1] = g.counts[2 * k];
-              values[keyCount + 2] = g.counts[2 * k + 1];
-              values[keyCount + 3] = g.sums[at + Group.LOSS];
-              values[keyCount + 4] = g.sums[at + Group.SQUARED_ERROR];
-              values[keyCount + 5] = g.sums[at + Group.SCORE];
-              values[keyCount + 6] = g.sums[at + Group.W_POS];
-              values[keyCount + 7] = g.sums[at + Group.W_NEG];
-              return new GenericInternalRow(values);
-            }
-          }
-          boolean unscored = !emittedAny;
+        if (emitGroup < groups.size()) {
           int index = emitGroup++;
-          emitBin = 0;
-          emittedAny = false;
-          if (unscored) {
-            Object[] values = keyValues(index);
-            values[keyCount + 1] = g.rowCount;
-            return new GenericInternalRow(values);
-          }
+          Object[] values = keys.keyValues(index, 4);
+          groups.get(index).writeCompact(values, keyCount);
+          return new GenericInternalRow(values);
         }
         groups.clear();
         keys.clear();
         emitGroup = 0;
         return null;
       }
+    }
+  }
 
-      private Object[] keyValues(int index) {
-        return keys.keyValues(index, 2 + LONG_FIELDS.length + DOUBLE_FIELDS.length);
+  /**
+   * The merge of {@link #states} (shipped to executors): its input, compact rows sorted by group
+   * key, is read one group at a time into one dense buffer, which is then emitted a row per
+   * non-empty bin (or one NULL-bin row with the group's row count when no row had a score).
+   */
+  static final class Merge implements FlatMapFunction<Iterator<InternalRow>, InternalRow> {
+    private static final long serialVersionUID = 1L;
+    private final DataType[] keyTypes;
+    private final int binCount;
+
+    Merge(DataType[] keyTypes, int binCount) {
+      this.keyTypes = keyTypes;
+      this.binCount = binCount;
+    }
+
+    @Override
+    public Iterator<InternalRow> call(Iterator<InternalRow> input) {
+      return new Merged(input);
+    }
+
+    private final class Merged extends BatchedStates {
+      private final int keyCount = keyTypes.length;
+      private final UnsafeProjection keyOf = UnsafeProjection.create(keyTypes);
+      private final Group group = new Group(binCount);
+      private InternalRow pending; // the first row of the next group, copied
+      private UnsafeRow key; // the held group's key (null: none held)
+      private Object[] keyValues;
+      private int emitBin;
+      private boolean emittedAny;
+
+      Merged(Iterator<InternalRow> input) {
+        super(input);
+      }
+
+      @Override
+      boolean holdsNothing() {
+        return pending == null && key == null;
+      }
+
+      /** Reads the next group's rows: equal keys are adjacent (the input is sorted by key). */
+      @Override
+      void readUntilFull() {
+        InternalRow first = pending != null ? pending : input.next();
+        pending = null;
+        key = keyOf.apply(first).copy();
+        keyValues = new Object[keyCount];
+        for (int k = 0; k < keyCount; k++) {
+          if (!key.isNullAt(k)) {
+            keyValues[k] = keyTypes[k] instanceof StringType ? key.getUTF8String(k) : key.getInt(k);
+          }
+        }
+        group.addCompact(first, keyCount);
+        while (input.hasNext()) {
+          InternalRow row = input.next();
+          // UnsafeRow equality is byte equality; the projection writes each key alike.
+          if (!keyOf.apply(row).equals(key)) {
+            pending = row.copy(); // the sorter reuses its row object
+            return;
+          }
+          group.addCompact(row, keyCount);
+        }
+      }
+
+      @Override
+      InternalRow nextOutput() {
+        if (key == null) {
+          return null;
+        }
+        while (emitBin < binCount) {
+          int k = emitBin++;
+          if (group.counts[2 * k] > 0) {
+            emittedAny = true;
+            Object[] values = Arrays.copyOf(keyValues, keyCount + 8);
+            int at = Group.SUMS * k;
+            values[keyCount] = k;
+            values[keyCount + 1] = group.counts[2 * k];
+            values[keyCount + 2] = group.counts[2 * k + 1];
+            values[keyCount + 3] = group.sums[at + Group.LOSS];
+            values[keyCount + 4] = group.sums[at + Group.SQUARED_ERROR];
+            values[keyCount + 5] = group.sums[at + Group.SCORE];
+            values[keyCount + 6] = group.sums[at + Group.W_POS];
+            values[keyCount + 7] = group.sums[at + Group.W_NEG];
+            return new GenericInternalRow(values);
+          }
+        }
+        InternalRow last = null;
+        if (!emittedAny) {
+          Object[] values = Arrays.copyOf(keyValues, keyCount + 8);
+          values[keyCount + 1] = group.rowCount;
+          last = new GenericInternalRow(values);
+        }
+        group.clear();
+        key = null;
+        emitBin = 0;
+        emittedAny = false;
+        return last;
       }
     }
   }
