@@ -17,9 +17,10 @@ import org.apache.spark.sql.types.StructType;
 /**
  * A partition's partial states as an iterator: read input rows into the buffers until they are
  * full (or the input ends), emit what they hold, empty them, and repeat. Memory stays bounded by
- * the buffers whatever the number of rows or groups; the rows emitted are partial sums that the
- * caller's grouped sum adds up. Also the two helpers both scans use around it: their output
- * schema ({@link #statesSchema}) and running them on each partition ({@link #mapPartitions}).
+ * the buffers whatever the number of rows or groups; the rows emitted are partial sums that a
+ * later step adds up (the binary scan's merge, which also runs as one of these, or the multiclass
+ * scan's grouped sum). Also the two helpers both scans use around it: their output schema
+ * ({@link #statesSchema}) and running them on each partition ({@link #mapPartitions}).
  */
 abstract class BatchedStates implements Iterator<InternalRow> {
   final Iterator<InternalRow> input;

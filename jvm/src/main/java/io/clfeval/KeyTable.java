@@ -23,7 +23,7 @@ import org.apache.spark.unsafe.Platform;
  * slot is its offset and size) and the row's variable-length region: hashed and compared as one
  * run of words, the stored key being a copy of the first row of its group. Equal words imply
  * equal keys (same offsets and sizes, same bytes); two rows of one key laid out differently
- * would only make two groups, whose partial sums add up in the caller's grouped sum. (2) Other
+ * would only make two groups, whose partial sums the step after the scan adds up. (2) Other
  * UnsafeRows: key strings hashed and compared field by field by 8-byte words, in place. (3) Other
  * rows: through UTF8String. (A group added through one way and looked up through another would
  * likewise be held twice.)

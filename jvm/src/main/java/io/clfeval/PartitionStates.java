@@ -10,9 +10,9 @@ import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.catalyst.InternalRow;
 import org.apache.spark.sql.catalyst.expressions.GenericInternalRow;
+import org.apache.spark.sql.catalyst.expressions.UnsafeArrayData;
 import org.apache.spark.sql.catalyst.expressions.UnsafeProjection;
 import org.apache.spark.sql.catalyst.expressions.UnsafeRow;
-import org.apache.spark.sql.catalyst.expressions.UnsafeArrayData;
 import org.apache.spark.sql.types.DataType;
 import org.apache.spark.sql.types.DataTypes;
 import org.apache.spark.sql.types.StringType;
@@ -26,8 +26,9 @@ import org.apache.spark.sql.types.StructType;
  * their sums as three arrays. (2) {@link #states}: those rows hash-partitioned and sorted by group
  * key, each group's rows added into one dense buffer, then one output row per (group, non-empty
  * bin). The exchange moves a row per group and task, not per bin: at 20M rows, 1,050 rows instead
- * of the 373k a row per bin took, whose shuffle and two hash aggregations (Spark's partial one,
- * which reduced nothing, and its final sum) cost ~0.5 s of a 2.6 s scan.
+ * of the 373k that a row per bin took through Spark's partial hash aggregation (which reduced
+ * nothing: a task emits each key once), the exchange and Spark's final sum (100M-row scan 12.4 ->
+ * 11.4 s, 0.9 CPU-s less).
  *
  * <p>Why not a Spark {@code Aggregator} (an earlier version): it receives every input row as a
  * JVM object (a tuple of boxed values built by an encoder) inside Spark's object hash
@@ -57,6 +58,9 @@ public final class PartitionStates {
   };
   // A group's row count: what its NULL-bin output row reports when no row had a score.
   private static final String ROW_COUNT = "row_count";
+  // Fields after the key: of a compact row (row_count, bins, counts, sums), of an output row.
+  private static final int PARTIAL_FIELDS = 4;
+  private static final int OUTPUT_FIELDS = 1 + LONG_FIELDS.length + DOUBLE_FIELDS.length;
 
   /** Output schema of {@link #states}: the key fields of {@code input}, then the per-bin fields. */
   public static StructType outputSchema(StructType input, int keyCount) {
@@ -275,7 +279,7 @@ public final class PartitionStates {
       InternalRow nextOutput() {
         if (emitGroup < groups.size()) {
           int index = emitGroup++;
-          Object[] values = keys.keyValues(index, 4);
+          Object[] values = keys.keyValues(index, PARTIAL_FIELDS);
           groups.get(index).writeCompact(values, keyCount);
           return new GenericInternalRow(values);
         }
@@ -359,7 +363,7 @@ public final class PartitionStates {
           int k = emitBin++;
           if (group.counts[2 * k] > 0) {
             emittedAny = true;
-            Object[] values = Arrays.copyOf(keyValues, keyCount + 8);
+            Object[] values = Arrays.copyOf(keyValues, keyCount + OUTPUT_FIELDS);
             int at = Group.SUMS * k;
             values[keyCount] = k;
             values[keyCount + 1] = group.counts[2 * k];
@@ -374,7 +378,7 @@ public final class PartitionStates {
         }
         InternalRow last = null;
         if (!emittedAny) {
-          Object[] values = Arrays.copyOf(keyValues, keyCount + 8);
+          Object[] values = Arrays.copyOf(keyValues, keyCount + OUTPUT_FIELDS);
           values[keyCount + 1] = group.rowCount;
           last = new GenericInternalRow(values);
         }
