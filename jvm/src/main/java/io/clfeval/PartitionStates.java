@@ -25,7 +25,7 @@ import org.apache.spark.sql.types.StructType;
  * group key to a dense per-bin buffer, then one compact row per group: its non-empty bins and
  * their sums as three arrays. (2) {@link #states}: those rows hash-partitioned and sorted by group
  * key, each group's rows added into one dense buffer, then one output row per (group, non-empty
- * bin). The exchange moves a row per group and task, not per bin: at 20M rows, 1,050 rows instead
+ * bin). The exchange moves a row per group and task, not per bin: at 20M rows, 810 rows instead
  * of the 373k that a row per bin took through Spark's partial hash aggregation (which reduced
  * nothing: a task emits each key once), the exchange and Spark's final sum (100M-row scan 12.4 ->
  * 11.4 s, 0.9 CPU-s less).
