@@ -148,9 +148,10 @@ def jvm_groups_by(rows: DataFrame, config: Config) -> bool:
     return all(rows.schema[k].dataType in _JVM_KEY_TYPES for k in _scan_keys(config))
 
 
-def _scan_inputs(rows: DataFrame, config: Config) -> tuple[DataFrame, int]:
-    """The JVM scan's input columns of ``rows`` (normalized), and its key count:
-    the scan keys, then score (double), y (int) and weight (double)."""
+def _run_scan(method: Any, rows: DataFrame, config: Config, scan: JvmScan) -> DataFrame:
+    """``method`` of the JVM scan's class (``scan`` or ``states``) on ``rows``
+    (normalized): its input is the scan keys, then score (double), y (int) and
+    weight (double)."""
     keys = _scan_keys(config)
     weighted = config.input.weight_column is not None
     weight = F.col("weight") if weighted else F.lit(1.0)
@@ -161,7 +162,8 @@ def _scan_inputs(rows: DataFrame, config: Config) -> tuple[DataFrame, int]:
         F.col("y").cast("int").alias("y"),
         weight.cast("double").alias("weight"),
     )
-    return inputs, len(keys)
+    states = method(inputs._jdf, len(keys), scan.edges_text, LOG_LOSS_EPS, scan.max_groups)
+    return DataFrame(states, rows.sparkSession)
 
 
 def jvm_partial_states(rows: DataFrame, config: Config, scan: JvmScan) -> DataFrame:
@@ -172,22 +174,14 @@ def jvm_partial_states(rows: DataFrame, config: Config, scan: JvmScan) -> DataFr
     interleaved) and sums (loss_sum, sq_err_sum, score_sum, w_pos, w_neg per
     listed bin, interleaved); the arrays NULL for a group without scored rows.
     What ``_scan_states_jvm`` merges; here for tests of the scan's own step."""
-    inputs, key_count = _scan_inputs(rows, config)
-    return DataFrame(
-        scan.scanner.scan(inputs._jdf, key_count, scan.edges_text, LOG_LOSS_EPS, scan.max_groups),
-        rows.sparkSession,
-    )
+    return _run_scan(scan.scanner.scan, rows, config, scan)
 
 
 def _scan_states_jvm(rows: DataFrame, config: Config, scan: JvmScan) -> DataFrame:
     """``scan_states`` through the JVM scan: its compact partial states (see
     ``jvm_partial_states``), hash-partitioned by group (the only exchange, a row
     per group and task) and merged per group into a row per (group, bin)."""
-    inputs, key_count = _scan_inputs(rows, config)
-    merged = DataFrame(
-        scan.scanner.states(inputs._jdf, key_count, scan.edges_text, LOG_LOSS_EPS, scan.max_groups),
-        rows.sparkSession,
-    )
+    merged = _run_scan(scan.scanner.states, rows, config, scan)
     keys = _scan_keys(config)
     return merged.select(
         *keys,

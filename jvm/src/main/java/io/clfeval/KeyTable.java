@@ -199,18 +199,27 @@ final class KeyTable {
     if (size == keys.length) {
       throw new IllegalStateException("more than " + keys.length + " groups: empty the table first");
     }
-    Object[] decoded = new Object[keyTypes.length];
-    for (int k = 0; k < keyTypes.length; k++) {
-      if (!key.isNullAt(k)) {
-        // The copy's bytes stay as they are while the group is held.
-        decoded[k] = isString[k] ? (Object) key.getUTF8String(k) : (Object) key.getInt(k);
-      }
-    }
     keys[size] = key;
-    values[size] = decoded;
+    values[size] = decode(key, keyTypes);
     hashes[size] = hash;
     slots[slot] = ++size;
     return size - 1;
+  }
+
+  /**
+   * The values of {@code key} (an UnsafeRow of {@code keyTypes}, as {@link #keyOf} makes): a
+   * string as a UTF8String over the row's bytes (so the row must stay unchanged while they are
+   * used: a copy), a date or integer as an Integer, NULL as null.
+   */
+  static Object[] decode(UnsafeRow key, DataType[] keyTypes) {
+    Object[] decoded = new Object[keyTypes.length];
+    for (int k = 0; k < keyTypes.length; k++) {
+      if (!key.isNullAt(k)) {
+        decoded[k] =
+            keyTypes[k] instanceof StringType ? (Object) key.getUTF8String(k) : key.getInt(k);
+      }
+    }
+    return decoded;
   }
 
   private boolean sameKey(InternalRow row, UnsafeRow key, boolean words) {

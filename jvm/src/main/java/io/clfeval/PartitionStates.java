@@ -15,7 +15,6 @@ import org.apache.spark.sql.catalyst.expressions.UnsafeProjection;
 import org.apache.spark.sql.catalyst.expressions.UnsafeRow;
 import org.apache.spark.sql.types.DataType;
 import org.apache.spark.sql.types.DataTypes;
-import org.apache.spark.sql.types.StringType;
 import org.apache.spark.sql.types.StructField;
 import org.apache.spark.sql.types.StructType;
 
@@ -97,14 +96,7 @@ public final class PartitionStates {
    */
   public static Dataset<Row> scan(
       Dataset<Row> rows, int keyCount, String edgesText, double eps, int maxGroups) {
-    StructType schema = rows.schema();
-    if (schema.fields().length != keyCount + 3) {
-      throw new IllegalArgumentException(
-          "expected " + keyCount + " key columns, then score, y, weight: " + schema.simpleString());
-    }
-    double[] edges = BinSearch.parseEdges(edgesText);
-    Scan scan = new Scan(schema, keyCount, edges, eps, Math.max(1, maxGroups));
-    return BatchedStates.mapPartitions(rows, scan, partialSchema(schema, keyCount));
+    return scan(rows, keyCount, BinSearch.parseEdges(edgesText), eps, maxGroups);
   }
 
   /**
@@ -113,15 +105,26 @@ public final class PartitionStates {
    */
   public static Dataset<Row> states(
       Dataset<Row> rows, int keyCount, String edgesText, double eps, int maxGroups) {
-    Dataset<Row> partial = scan(rows, keyCount, edgesText, eps, maxGroups);
+    double[] edges = BinSearch.parseEdges(edgesText);
+    Dataset<Row> partial = scan(rows, keyCount, edges, eps, maxGroups);
     Column[] keys = new Column[keyCount];
     for (int k = 0; k < keyCount; k++) {
       keys[k] = partial.col(partial.schema().fields()[k].name());
     }
     Dataset<Row> clustered = partial.repartition(keys).sortWithinPartitions(keys);
-    int binCount = BinSearch.parseEdges(edgesText).length;
-    Merge merge = new Merge(KeyTable.keyTypesOf(partial.schema(), keyCount), binCount);
+    Merge merge = new Merge(KeyTable.keyTypesOf(partial.schema(), keyCount), edges.length);
     return BatchedStates.mapPartitions(clustered, merge, outputSchema(rows.schema(), keyCount));
+  }
+
+  private static Dataset<Row> scan(
+      Dataset<Row> rows, int keyCount, double[] edges, double eps, int maxGroups) {
+    StructType schema = rows.schema();
+    if (schema.fields().length != keyCount + 3) {
+      throw new IllegalArgumentException(
+          "expected " + keyCount + " key columns, then score, y, weight: " + schema.simpleString());
+    }
+    Scan scan = new Scan(schema, keyCount, edges, eps, Math.max(1, maxGroups));
+    return BatchedStates.mapPartitions(rows, scan, partialSchema(schema, keyCount));
   }
 
   /**
@@ -336,12 +339,7 @@ public final class PartitionStates {
         InternalRow first = pending != null ? pending : input.next();
         pending = null;
         key = keyOf.apply(first).copy();
-        keyValues = new Object[keyCount];
-        for (int k = 0; k < keyCount; k++) {
-          if (!key.isNullAt(k)) {
-            keyValues[k] = keyTypes[k] instanceof StringType ? key.getUTF8String(k) : key.getInt(k);
-          }
-        }
+        keyValues = KeyTable.decode(key, keyTypes);
         group.addCompact(first, keyCount);
         while (input.hasNext()) {
           InternalRow row = input.next();
