@@ -339,7 +339,9 @@ def test_jvm_multiclass_states_equal_sql_states(
     NULL where SQL's sums are NULL. The rows include rejected ones (every reason
     of the demo data: at least three), ties (all classes equally likely: rank counts only
     classes strictly above the true one), probabilities 0 and 1 (first and last
-    bin) and, with 5 items per task, partial sums emitted many times over."""
+    bin) and, with 5 items per task over three tasks, a group's partial sums
+    emitted many times over by each task, which the merge must add into one.
+    Each compact partial row lists an item once, K items per valid row."""
     config = parse_config(
         {
             "input": {"path": "unused", "weight_column": "weight" if weighted else None},
@@ -366,8 +368,21 @@ def test_jvm_multiclass_states_equal_sql_states(
     assert aggregate.multiclass_jvm_fits(rows, config, layout, scan)
     if max_items is not None:
         scan = dataclasses.replace(scan, max_items=max_items)
-    keys = [*aggregate.DAY_KEYS, "segment__region", "reject_reason"]
-    keys += [*aggregate.MULTICLASS_KEYS, "bin"]
+        rows = rows.repartition(3)
+    group_keys = [*aggregate.DAY_KEYS, "segment__region", "reject_reason"]
+    keys = [*group_keys, *aggregate.MULTICLASS_KEYS, "bin"]
+    partial = aggregate.jvm_partial_multiclass_states(rows, config, scan).toPandas()
+    assert partial.row_count.sum() == 3000
+    for row in partial.itertuples():
+        if row.items is None:
+            assert row.reject_reason is not None and row.counts is None and row.sums is None
+            continue
+        assert row.reject_reason is None and len(set(row.items)) == len(row.items)
+        assert sum(row.counts) == len(SPECIES) * row.row_count
+        assert len(row.counts) == len(row.items) and len(row.sums) == 4 * len(row.items)
+    per_group = partial.groupby(group_keys, dropna=False).size()
+    if max_items is not None:
+        assert (per_group > 2).any(), per_group.max()
     sql = aggregate.scan_multiclass_states(rows, config, layout).toPandas()
     jvm = aggregate.scan_multiclass_states(rows, config, layout, scan).toPandas()
     assert list(jvm.columns) == list(sql.columns)

@@ -82,7 +82,9 @@ def bin_index_column(score: Column, layout: BinLayout) -> Column:
 
 
 JVM_STATES_CLASS = "io.clfeval.PartitionStates"
-JVM_MERGE_CLASS = JVM_STATES_CLASS + "$Merge"
+JVM_MULTICLASS_CLASS = "io.clfeval.MulticlassStates"
+# The scans' merges: a jar built before a scan merged its own states lacks its class.
+JVM_MERGE_CLASSES = (JVM_STATES_CLASS + "$Merge", JVM_MULTICLASS_CLASS + "$Merge")
 
 # Per-bin buffers one task may hold before it emits their partial sums: 7 sums
 # of 8 bytes per bin and group. 64 MiB is ~1,200 groups of 1,000 bins.
@@ -114,9 +116,8 @@ def jvm_scan(spark: SparkSession, layout: BinLayout) -> JvmScan | None:
         return None
     try:
         loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()
-        # The merge's class: a jar built before the scan merged its own states
-        # has the scan's class without it.
-        jvm.java.lang.Class.forName(JVM_MERGE_CLASS, True, loader)
+        for merge in JVM_MERGE_CLASSES:
+            jvm.java.lang.Class.forName(merge, True, loader)
     except Exception:  # py4j reports the missing class as a Py4JJavaError
         return None
     max_groups = max(1, JVM_BUFFER_BYTES // (7 * 8 * layout.n_bins))
@@ -257,11 +258,10 @@ def multiclass_jvm_fits(rows: DataFrame, config: Config, layout: BinLayout, jvm:
     return jvm_groups_by(rows, config) and bool(jvm.multiclass.fits(k, len(layout.edges)))
 
 
-def _scan_multiclass_states_jvm(rows: DataFrame, config: Config, scan: JvmScan) -> DataFrame:
-    """``scan_multiclass_states`` through the JVM scan: per input partition, each
-    valid row's K items summed into a hash table keyed by (group, item key), one
-    row per non-empty item; then one grouped sum of those partial rows, the only
-    exchange. No row is exploded into K rows."""
+def _run_multiclass_scan(method: Any, rows: DataFrame, config: Config, scan: JvmScan) -> DataFrame:
+    """``method`` of the JVM multiclass scan's class (``scan`` or ``states``) on
+    ``rows`` (normalized): its input is the scan keys, then y (int), probs
+    (array<double>), pred (int) and weight (double)."""
     keys = _scan_keys(config)
     inputs = rows.select(
         *keys,
@@ -270,20 +270,33 @@ def _scan_multiclass_states_jvm(rows: DataFrame, config: Config, scan: JvmScan) 
         F.col("pred").cast("int").alias("pred"),
         F.col("weight").cast("double").alias("weight"),
     )
-    partial = DataFrame(
-        scan.multiclass.scan(
-            inputs._jdf,
-            len(keys),
-            len(config.class_texts()),
-            scan.edges_text,
-            LOG_LOSS_EPS,
-            scan.max_items,
-        ),
-        rows.sparkSession,
+    states = method(
+        inputs._jdf,
+        len(keys),
+        len(config.class_texts()),
+        scan.edges_text,
+        LOG_LOSS_EPS,
+        scan.max_items,
     )
-    return partial.groupBy(*keys, *MULTICLASS_KEYS, "bin").agg(
-        *[F.sum(c).alias(c) for c in ("n_rows", *STATE_SUMS)]
-    )
+    return DataFrame(states, rows.sparkSession)
+
+
+def jvm_partial_multiclass_states(rows: DataFrame, config: Config, scan: JvmScan) -> DataFrame:
+    """The JVM multiclass scan's compact partial states of ``rows`` (normalized):
+    per input partition, each valid row's K items summed into a hash table keyed
+    by (group, item), emitted as one row per group: the scan keys, row_count, and
+    items (packed item keys), counts and sums (weight, loss, squared error and
+    score per item, interleaved); the arrays NULL for a group without valid rows.
+    What ``_scan_multiclass_states_jvm`` merges; here for tests of the scan's own step."""
+    return _run_multiclass_scan(scan.multiclass.scan, rows, config, scan)
+
+
+def _scan_multiclass_states_jvm(rows: DataFrame, config: Config, scan: JvmScan) -> DataFrame:
+    """``scan_multiclass_states`` through the JVM scan: its compact partial states
+    (see ``jvm_partial_multiclass_states``), hash-partitioned by group (the only
+    exchange, a row per group and task) and merged per group into a row per
+    (group, item). No row is exploded into K rows."""
+    return _run_multiclass_scan(scan.multiclass.states, rows, config, scan)
 
 
 def scan_multiclass_states(

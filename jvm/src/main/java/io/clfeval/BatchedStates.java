@@ -8,7 +8,10 @@ import org.apache.spark.api.java.function.FlatMapFunction;
 import org.apache.spark.rdd.RDD;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
+import org.apache.spark.sql.Column;
 import org.apache.spark.sql.catalyst.InternalRow;
+import org.apache.spark.sql.catalyst.expressions.UnsafeProjection;
+import org.apache.spark.sql.catalyst.expressions.UnsafeRow;
 import org.apache.spark.sql.types.DataType;
 import org.apache.spark.sql.types.DataTypes;
 import org.apache.spark.sql.types.StructField;
@@ -18,9 +21,10 @@ import org.apache.spark.sql.types.StructType;
  * A partition's partial states as an iterator: read input rows into the buffers until they are
  * full (or the input ends), emit what they hold, empty them, and repeat. Memory stays bounded by
  * the buffers whatever the number of rows or groups; the rows emitted are partial sums that a
- * later step adds up (the binary scan's merge, which also runs as one of these, or the multiclass
- * scan's grouped sum). Also the two helpers both scans use around it: their output schema
- * ({@link #statesSchema}) and running them on each partition ({@link #mapPartitions}).
+ * later step adds up (each scan's merge, which also runs as one of these: {@link GroupMerge}).
+ * Also the helpers both scans use around it: their output schema ({@link #statesSchema}), running
+ * them on each partition ({@link #mapPartitions}) and bringing each group's partial rows together
+ * for the merge ({@link #mergeByGroup}).
  */
 abstract class BatchedStates implements Iterator<InternalRow> {
   final Iterator<InternalRow> input;
@@ -64,6 +68,82 @@ abstract class BatchedStates implements Iterator<InternalRow> {
     RDD<InternalRow> input = classic.queryExecution().toRdd();
     RDD<InternalRow> states = input.toJavaRDD().mapPartitions(perPartition).rdd();
     return classic.sparkSession().internalCreateDataFrame(states, schema, false);
+  }
+
+  /**
+   * {@code merge} applied to {@code partial}'s rows hash-partitioned and sorted by their first
+   * {@code keyCount} fields (the group key), so that each group's rows are adjacent in one task:
+   * the only exchange of a scan, a row per group and task.
+   */
+  static Dataset<Row> mergeByGroup(
+      Dataset<Row> partial,
+      int keyCount,
+      FlatMapFunction<Iterator<InternalRow>, InternalRow> merge,
+      StructType schema) {
+    Column[] keys = new Column[keyCount];
+    for (int k = 0; k < keyCount; k++) {
+      keys[k] = partial.col(partial.schema().fields()[k].name());
+    }
+    Dataset<Row> clustered = partial.repartition(keys).sortWithinPartitions(keys);
+    return mapPartitions(clustered, merge, schema);
+  }
+
+  /**
+   * A merge's reading side: its input, partial rows sorted by group key (see {@link
+   * #mergeByGroup}), read one group at a time into the subclass's buffer ({@link #add}); the
+   * subclass then emits the group ({@link #nextOutput}) and calls {@link #release} when done.
+   */
+  abstract static class GroupMerge extends BatchedStates {
+    final int keyCount;
+    private final DataType[] keyTypes;
+    private final UnsafeProjection keyOf;
+    private InternalRow pending; // the first row of the next group, copied
+    private UnsafeRow key; // the held group's key (null: none held)
+    Object[] keyValues; // the held group's key values (KeyTable.decode)
+
+    GroupMerge(Iterator<InternalRow> input, DataType[] keyTypes) {
+      super(input);
+      this.keyCount = keyTypes.length;
+      this.keyTypes = keyTypes;
+      this.keyOf = UnsafeProjection.create(keyTypes);
+    }
+
+    /** Adds one partial row of the held group to the buffer. */
+    abstract void add(InternalRow row);
+
+    /** Whether a group is held (read and not yet released). */
+    final boolean holdsGroup() {
+      return key != null;
+    }
+
+    /** Marks the held group emitted (the subclass has emptied its buffer). */
+    final void release() {
+      key = null;
+    }
+
+    @Override
+    final boolean holdsNothing() {
+      return pending == null && key == null;
+    }
+
+    /** Reads the next group's rows: equal keys are adjacent (the input is sorted by key). */
+    @Override
+    final void readUntilFull() {
+      InternalRow first = pending != null ? pending : input.next();
+      pending = null;
+      key = keyOf.apply(first).copy();
+      keyValues = KeyTable.decode(key, keyTypes);
+      add(first);
+      while (input.hasNext()) {
+        InternalRow row = input.next();
+        // UnsafeRow equality is byte equality; the projection writes each key alike.
+        if (!keyOf.apply(row).equals(key)) {
+          pending = row.copy(); // the sorter reuses its row object
+          return;
+        }
+        add(row);
+      }
+    }
   }
 
   /**

@@ -5,14 +5,11 @@ import java.util.Arrays;
 import java.util.Iterator;
 import java.util.List;
 import org.apache.spark.api.java.function.FlatMapFunction;
-import org.apache.spark.sql.Column;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.catalyst.InternalRow;
 import org.apache.spark.sql.catalyst.expressions.GenericInternalRow;
 import org.apache.spark.sql.catalyst.expressions.UnsafeArrayData;
-import org.apache.spark.sql.catalyst.expressions.UnsafeProjection;
-import org.apache.spark.sql.catalyst.expressions.UnsafeRow;
 import org.apache.spark.sql.types.DataType;
 import org.apache.spark.sql.types.DataTypes;
 import org.apache.spark.sql.types.StructField;
@@ -107,13 +104,9 @@ public final class PartitionStates {
       Dataset<Row> rows, int keyCount, String edgesText, double eps, int maxGroups) {
     double[] edges = BinSearch.parseEdges(edgesText);
     Dataset<Row> partial = scan(rows, keyCount, edges, eps, maxGroups);
-    Column[] keys = new Column[keyCount];
-    for (int k = 0; k < keyCount; k++) {
-      keys[k] = partial.col(partial.schema().fields()[k].name());
-    }
-    Dataset<Row> clustered = partial.repartition(keys).sortWithinPartitions(keys);
     Merge merge = new Merge(KeyTable.keyTypesOf(partial.schema(), keyCount), edges.length);
-    return BatchedStates.mapPartitions(clustered, merge, outputSchema(rows.schema(), keyCount));
+    return BatchedStates.mergeByGroup(
+        partial, keyCount, merge, outputSchema(rows.schema(), keyCount));
   }
 
   private static Dataset<Row> scan(
@@ -314,47 +307,23 @@ public final class PartitionStates {
       return new Merged(input);
     }
 
-    private final class Merged extends BatchedStates {
-      private final int keyCount = keyTypes.length;
-      private final UnsafeProjection keyOf = UnsafeProjection.create(keyTypes);
+    private final class Merged extends BatchedStates.GroupMerge {
       private final Group group = new Group(binCount);
-      private InternalRow pending; // the first row of the next group, copied
-      private UnsafeRow key; // the held group's key (null: none held)
-      private Object[] keyValues;
       private int emitBin;
       private boolean emittedAny;
 
       Merged(Iterator<InternalRow> input) {
-        super(input);
+        super(input, keyTypes);
       }
 
       @Override
-      boolean holdsNothing() {
-        return pending == null && key == null;
-      }
-
-      /** Reads the next group's rows: equal keys are adjacent (the input is sorted by key). */
-      @Override
-      void readUntilFull() {
-        InternalRow first = pending != null ? pending : input.next();
-        pending = null;
-        key = keyOf.apply(first).copy();
-        keyValues = KeyTable.decode(key, keyTypes);
-        group.addCompact(first, keyCount);
-        while (input.hasNext()) {
-          InternalRow row = input.next();
-          // UnsafeRow equality is byte equality; the projection writes each key alike.
-          if (!keyOf.apply(row).equals(key)) {
-            pending = row.copy(); // the sorter reuses its row object
-            return;
-          }
-          group.addCompact(row, keyCount);
-        }
+      void add(InternalRow row) {
+        group.addCompact(row, keyCount);
       }
 
       @Override
       InternalRow nextOutput() {
-        if (key == null) {
+        if (!holdsGroup()) {
           return null;
         }
         while (emitBin < binCount) {
@@ -381,7 +350,7 @@ public final class PartitionStates {
           last = new GenericInternalRow(values);
         }
         group.clear();
-        key = null;
+        release();
         emitBin = 0;
         emittedAny = false;
         return last;
