@@ -126,7 +126,7 @@ def jvm_scan(spark: SparkSession, layout: BinLayout) -> JvmScan | None:
         exact_floats_text(layout.edges),
         max_groups,
         jvm.io.clfeval.MulticlassStates,
-        # 6 arrays of 8 bytes per hash slot, at most 4 slots per item held.
+        # 48 bytes per hash slot (key, count, four sums), at most 4 slots per item held.
         max(1, JVM_BUFFER_BYTES // (6 * 8 * 4)),
     )
 

@@ -110,19 +110,7 @@ public final class MulticlassStates {
       String edgesText,
       double eps,
       int maxItems) {
-    StructType schema = rows.schema();
-    if (schema.fields().length != keyCount + 4) {
-      throw new IllegalArgumentException(
-          "expected " + keyCount + " key columns, then y, probs, pred, weight: "
-              + schema.simpleString());
-    }
-    double[] edges = BinSearch.parseEdges(edgesText);
-    if (!fits(classCount, edges.length)) {
-      throw new IllegalArgumentException(
-          classCount + " classes x " + edges.length + " bins do not fit the item key");
-    }
-    Scan scan = new Scan(schema, keyCount, classCount, edges, eps, Math.max(1, maxItems));
-    return BatchedStates.mapPartitions(rows, scan, partialSchema(schema, keyCount));
+    return scan(rows, keyCount, classCount, BinSearch.parseEdges(edgesText), eps, maxItems);
   }
 
   /**
@@ -136,12 +124,28 @@ public final class MulticlassStates {
       String edgesText,
       double eps,
       int maxItems) {
-    Dataset<Row> partial = scan(rows, keyCount, classCount, edgesText, eps, maxItems);
+    double[] edges = BinSearch.parseEdges(edgesText);
+    Dataset<Row> partial = scan(rows, keyCount, classCount, edges, eps, maxItems);
     DataType[] keyTypes = KeyTable.keyTypesOf(partial.schema(), keyCount);
-    int binCount = BinSearch.parseEdges(edgesText).length;
-    Merge merge = new Merge(keyTypes, classCount, binCount);
+    Merge merge = new Merge(keyTypes, classCount, edges.length);
     return BatchedStates.mergeByGroup(
         partial, keyCount, merge, outputSchema(rows.schema(), keyCount));
+  }
+
+  private static Dataset<Row> scan(
+      Dataset<Row> rows, int keyCount, int classCount, double[] edges, double eps, int maxItems) {
+    StructType schema = rows.schema();
+    if (schema.fields().length != keyCount + 4) {
+      throw new IllegalArgumentException(
+          "expected " + keyCount + " key columns, then y, probs, pred, weight: "
+              + schema.simpleString());
+    }
+    if (!fits(classCount, edges.length)) {
+      throw new IllegalArgumentException(
+          classCount + " classes x " + edges.length + " bins do not fit the item key");
+    }
+    Scan scan = new Scan(schema, keyCount, classCount, edges, eps, Math.max(1, maxItems));
+    return BatchedStates.mapPartitions(rows, scan, partialSchema(schema, keyCount));
   }
 
   /**
