@@ -127,7 +127,7 @@ def jvm_scan(spark: SparkSession, layout: BinLayout) -> JvmScan | None:
         max_groups,
         jvm.io.clfeval.MulticlassStates,
         # 48 bytes per hash slot (key, count, four sums), at most 4 slots per item held.
-        max(1, JVM_BUFFER_BYTES // (6 * 8 * 4)),
+        max(1, JVM_BUFFER_BYTES // (48 * 4)),
     )
 
 
