@@ -16,10 +16,12 @@ from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
 from clfeval.config import load_config, parse_config
+from clfeval.core.windows import WindowRange
 from clfeval.io import tables
 from clfeval.io.session import (
     HUGE_METHOD_LIMIT,
     LOCAL_JVM_OPTIONS,
+    MAX_OPEN_OUTPUT_FILES,
     RUN_CONF,
     local_small_conf,
     run_settings,
@@ -79,6 +81,43 @@ def test_run_settings_are_restored(spark) -> None:
         assert spark.conf.get(key) == RUN_CONF[key]
         raise RuntimeError("a failed run")
     assert spark.conf.get(key, None) == unset
+
+
+def test_windows_beyond_the_open_files_are_written_whole(spark, tmp_path) -> None:
+    """A write of more windows per task than MAX_OPEN_OUTPUT_FILES (the rest of a
+    task's rows go through Spark's sort) keeps every row and still writes one
+    file per window and model; a second write replaces exactly its windows."""
+    first = dt.date(2026, 1, 1)
+    n_days = 3 * MAX_OPEN_OUTPUT_FILES + 1
+    days = [first + dt.timedelta(days=d) for d in range(n_days)]
+    rows = [
+        ("m", version, "day", day, bin_, float(bin_ + d))
+        for d, day in enumerate(days)
+        for version in ("v1", "v2")
+        for bin_ in range(5)
+    ]
+    schema = "model_name string, model_version string, granularity string, "
+    schema += "window_start date, bin int, value double"
+    loc = tables.TableLocation("t", path=str(tmp_path / "t"))
+    # One shuffle partition: one task writes every window.
+    one_task = {**RUN_CONF, "spark.sql.shuffle.partitions": "1"}
+    with run_settings(spark, one_task):
+        frame = spark.createDataFrame(rows, schema)
+        tables.replace_windows(spark, frame, loc, [WindowRange("day", days[0], days[-1])], ())
+    stored = tables.read_table(spark, loc)
+    assert sorted(tuple(r) for r in stored.select(*frame.columns).collect()) == sorted(rows)
+    files = [f for f in (tmp_path / "t").rglob("*.parquet")]
+    assert len({f.parent for f in files}) == n_days
+    assert len(files) == n_days  # both versions of a window in one file
+
+    later = [r for r in rows if r[3] == days[-1]]
+    replaced = [(*r[:5], -1.0) for r in later]
+    with run_settings(spark, one_task):
+        last = [WindowRange("day", days[-1], days[-1])]
+        tables.replace_windows(spark, spark.createDataFrame(replaced, schema), loc, last, ())
+    kept = [r for r in rows if r[3] != days[-1]]
+    stored = tables.read_table(spark, loc).select(*frame.columns).collect()
+    assert sorted(tuple(r) for r in stored) == sorted(kept + replaced)
 
 
 def _fused_method_sizes(spark, df) -> list[int]:
