@@ -217,6 +217,47 @@ def test_metrics_match_sklearn_per_group(spark, demo) -> None:
     assert checked > 100  # overall, 5 regions, 3 devices and their crosses, per model and day
 
 
+def test_run_summary_matches_sklearn_over_the_runs_days(spark, demo) -> None:
+    """The console summary: each model version over all of the run's days, overall
+    slice, against scikit-learn on the same rows (binned scores for the AUC and
+    average precision, raw scores for the rest; TIGHT; the exact AUC within the
+    bound)."""
+    tmp, config, result = demo
+    raw = valid_rows(spark, tmp, config)
+    threshold = config.metrics.thresholds[0]
+    expected = []
+    for (model, version), part in sorted(raw.groupby(["model_name", "model_version"])):
+        y, p, w = part.label.to_numpy(int), part.score.to_numpy(), part.weight.to_numpy()
+        b = part.binned.to_numpy()
+        pred = (p >= threshold).astype(int)
+        exact_auc = skm.roc_auc_score(y, p, sample_weight=w)
+        expected.append(
+            {
+                "model": model,
+                "version": version,
+                "rows": len(part),
+                "positives": int(y.sum()),
+                "roc_auc": skm.roc_auc_score(y, b, sample_weight=w),
+                "average_precision": skm.average_precision_score(y, b, sample_weight=w),
+                "log_loss": skm.log_loss(y, p, sample_weight=w, labels=[0, 1]),
+                "threshold": threshold,
+                "precision": skm.precision_score(y, pred, sample_weight=w),
+                "recall": skm.recall_score(y, pred, sample_weight=w),
+            }
+        )
+        got = next(s for s in result.summary if (s["model"], s["version"]) == (model, version))
+        assert got["auc_lower"] - 1e-12 <= exact_auc <= got["auc_upper"] + 1e-12
+    assert [(s["model"], s["version"], s["rows"]) for s in result.summary] == [
+        (e["model"], e["version"], e["rows"]) for e in expected
+    ]
+    for got, want in zip(result.summary, expected, strict=True):
+        for name, value in want.items():
+            if isinstance(value, float):
+                np.testing.assert_allclose(got[name], value, err_msg=name, **TIGHT)
+            else:
+                assert got[name] == value, name
+
+
 def test_stored_curves_match_sklearn_on_binned_scores(spark, demo) -> None:
     """Every point of the stored ROC and PR curves, in ``point`` order, equals
     scikit-learn's curve on the binned scores (each score replaced by its bin's

@@ -141,6 +141,31 @@ def test_multiclass_tables_match_sklearn_per_group(spark, multiclass) -> None:
     assert checked >= 2 * 2 * 6  # versions x days x (overall + 5 regions)
 
 
+def test_run_summary_matches_sklearn_over_the_runs_days(spark, multiclass) -> None:
+    """The console summary: each model version over both days, overall slice,
+    against scikit-learn on the same rows (1e-9; the AUCs within 2e-3, as in
+    test_core_multiclass, and the one-vs-rest AUC within its bound)."""
+    _, result, raw = multiclass
+    rows = valid_rows(raw)
+    labels = sorted(SPECIES)
+    versions = sorted(rows.groupby(["model_name", "model_version"]))
+    assert [(s["model"], s["version"]) for s in result.summary] == [k for k, _ in versions]
+    for got, ((_, _), part) in zip(result.summary, versions, strict=True):
+        y = part.label.to_numpy()
+        probs = np.array([[m[c] for c in labels] for m in part.probabilities])
+        pred = np.array(labels)[probs.argmax(axis=1)]
+        assert got["rows"] == len(part) and got["classes"] == len(SPECIES)
+        assert got["accuracy"] == pytest.approx(skm.accuracy_score(y, pred), abs=1e-9)
+        f1 = skm.f1_score(y, pred, average="macro", zero_division=0)
+        assert got["f1_macro"] == pytest.approx(f1, abs=1e-9)
+        assert got["log_loss"] == pytest.approx(skm.log_loss(y, probs, labels=labels), abs=1e-9)
+        for name, how in (("roc_auc_ovr_macro", "ovr"), ("roc_auc_ovo_macro", "ovo")):
+            exact = skm.roc_auc_score(y, probs, multi_class=how, labels=labels)
+            assert got[name] == pytest.approx(exact, abs=2e-3), name
+        exact = skm.roc_auc_score(y, probs, multi_class="ovr", labels=labels)
+        assert got["auc_lower"] - 1e-12 <= exact <= got["auc_upper"] + 1e-12
+
+
 def test_curves_per_class_and_top_label(spark, multiclass) -> None:
     config, _, _ = multiclass
     curves = read(spark, config, "curves")
