@@ -86,7 +86,8 @@ def test_run_settings_are_restored(spark) -> None:
 def test_windows_beyond_the_open_files_are_written_whole(spark, tmp_path) -> None:
     """A write of more windows per task than MAX_OPEN_OUTPUT_FILES (the rest of a
     task's rows go through Spark's sort) keeps every row and still writes one
-    file per window and model; a second write replaces exactly its windows."""
+    file per window (both model versions in it); a second write replaces exactly
+    its window."""
     first = dt.date(2026, 1, 1)
     n_days = 3 * MAX_OPEN_OUTPUT_FILES + 1
     days = [first + dt.timedelta(days=d) for d in range(n_days)]
@@ -108,7 +109,7 @@ def test_windows_beyond_the_open_files_are_written_whole(spark, tmp_path) -> Non
     assert sorted(tuple(r) for r in stored.select(*frame.columns).collect()) == sorted(rows)
     files = [f for f in (tmp_path / "t").rglob("*.parquet")]
     assert len({f.parent for f in files}) == n_days
-    assert len(files) == n_days  # both versions of a window in one file
+    assert len(files) == n_days
 
     later = [r for r in rows if r[3] == days[-1]]
     replaced = [(*r[:5], -1.0) for r in later]
