@@ -245,9 +245,9 @@ def build_session(
 # - A partitioned write sorts each task's rows by the partition columns (one
 #   window after another) unless it may keep a file open per window: a run's
 #   writes hold a few windows per task (the benchmark's 7 days; a day and its
-#   rollups in a nightly run), and the
-#   multiclass histograms are a row per (group, class, true class, bin), 1.44M
-#   rows at K = 20 and 200k input rows, all sorted for nothing. With up to
+#   rollups in a nightly run), and the multiclass histograms are a row per
+#   (group, class, true class, bin), 1.44M rows at K = 20 and 200k input rows,
+#   all sorted for nothing. With up to
 #   MAX_OPEN_OUTPUT_FILES files open (beyond that the rest is sorted, as
 #   before), K = 20: 14.67 -> 13.83 s (24.2 -> 22.6 CPU-s; 4 alternating pairs in
 #   one process, all faster), and with OUTPUT_ROW_GROUP_BYTES too, 5 more pairs:
