@@ -178,10 +178,34 @@ public final class MulticlassStates {
       sums = new double[SUMS * slots];
     }
 
+    // The fields of an unpacked item key (see unpack).
+    static final int CLASS = 0;
+    static final int TRUE_CLASS = 1;
+    static final int PREDICTED = 2;
+    static final int RANK = 3;
+    static final int BIN = 4;
+
     /** The item key of class c, true class y, predicted class pred, true-class rank, bin. */
     static long pack(int c, int y, int pred, int rank, int bin, int k, int binCount) {
       long item = ((long) c * k + y) * 2 + (c == pred ? 1 : 0);
       return (item * (k + 1) + (c == y ? rank : k)) * binCount + bin;
+    }
+
+    /**
+     * {@link #pack}'s fields of {@code item}, indexed CLASS ... BIN: PREDICTED is 1 where c is the
+     * predicted class, RANK is k where c is not the true class.
+     */
+    static int[] unpack(long item, int k, int binCount) {
+      int[] fields = new int[5];
+      fields[BIN] = (int) (item % binCount);
+      item /= binCount;
+      fields[RANK] = (int) (item % (k + 1));
+      item /= k + 1;
+      fields[PREDICTED] = (int) (item % 2);
+      item /= 2;
+      fields[TRUE_CLASS] = (int) (item % k);
+      fields[CLASS] = (int) (item / k);
+      return fields;
     }
 
     /** The slot of {@code key}, added (sums zero) when new. */
@@ -466,27 +490,18 @@ public final class MulticlassStates {
 
       /** The output row of slot {@code s}: its item key unpacked, then its sums. */
       private InternalRow itemRow(int s) {
-        long item = table.keys[s] - 1;
-        int k = classCount;
-        int bin = (int) (item % binCount);
-        item /= binCount;
-        int rankSlot = (int) (item % (k + 1));
-        item /= k + 1;
-        boolean predicted = item % 2 == 1;
-        item /= 2;
-        int y = (int) (item % k);
-        int c = (int) (item / k);
-        boolean isTrue = c == y;
+        int[] item = ItemSums.unpack(table.keys[s] - 1, classCount, binCount);
+        boolean isTrue = item[ItemSums.CLASS] == item[ItemSums.TRUE_CLASS];
         long count = table.counts[s];
         double[] sums = table.sums;
         int at = ItemSums.SUMS * s;
         Object[] values = Arrays.copyOf(keyValues, keyCount + VALUES);
         int v = keyCount;
-        values[v] = c;
-        values[v + 1] = y;
-        values[v + 2] = predicted;
-        values[v + 3] = isTrue ? (Object) rankSlot : null;
-        values[v + 4] = bin;
+        values[v] = item[ItemSums.CLASS];
+        values[v + 1] = item[ItemSums.TRUE_CLASS];
+        values[v + 2] = item[ItemSums.PREDICTED] == 1;
+        values[v + 3] = isTrue ? (Object) item[ItemSums.RANK] : null;
+        values[v + 4] = item[ItemSums.BIN];
         values[v + 5] = isTrue ? count : 0L;
         values[v + 6] = isTrue ? count : 0L;
         values[v + 7] = isTrue ? 0L : count;
