@@ -192,11 +192,10 @@ public final class MulticlassStates {
     }
 
     /**
-     * {@link #pack}'s fields of {@code item}, indexed CLASS ... BIN: PREDICTED is 1 where c is the
-     * predicted class, RANK is k where c is not the true class.
+     * {@link #pack}'s fields of {@code item} into {@code fields}, indexed CLASS ... BIN: PREDICTED
+     * is 1 where c is the predicted class, RANK is k where c is not the true class.
      */
-    static int[] unpack(long item, int k, int binCount) {
-      int[] fields = new int[5];
+    static void unpack(long item, int k, int binCount, int[] fields) {
       fields[BIN] = (int) (item % binCount);
       item /= binCount;
       fields[RANK] = (int) (item % (k + 1));
@@ -205,7 +204,6 @@ public final class MulticlassStates {
       item /= 2;
       fields[TRUE_CLASS] = (int) (item % k);
       fields[CLASS] = (int) (item / k);
-      return fields;
     }
 
     /** The slot of {@code key}, added (sums zero) when new. */
@@ -446,6 +444,7 @@ public final class MulticlassStates {
 
     private final class Merged extends BatchedStates.GroupMerge {
       private final ItemSums table = new ItemSums();
+      private final int[] item = new int[5]; // an emitted slot's unpacked key
       private long rowCount;
       private int emitSlot;
       private boolean emittedAny;
@@ -490,7 +489,7 @@ public final class MulticlassStates {
 
       /** The output row of slot {@code s}: its item key unpacked, then its sums. */
       private InternalRow itemRow(int s) {
-        int[] item = ItemSums.unpack(table.keys[s] - 1, classCount, binCount);
+        ItemSums.unpack(table.keys[s] - 1, classCount, binCount, item);
         boolean isTrue = item[ItemSums.CLASS] == item[ItemSums.TRUE_CLASS];
         long count = table.counts[s];
         double[] sums = table.sums;
