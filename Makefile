@@ -50,6 +50,7 @@ browser:
 test: $(STAMP) $(JAR) browser
 	$(VENV)/bin/ruff check lib jobs tests benchmarks
 	$(VENV)/bin/ruff format --check lib jobs tests benchmarks
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q tests
 
 ## bench: clfeval vs scan floor vs MLlib vs scikit-learn (20M rows; not part of `make test`)
@@ -68,6 +69,7 @@ dist: $(STAMP) $(JAR)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check lib jobs tests benchmarks
 	$(VENV)/bin/ruff format --check lib jobs tests benchmarks
+	$(VENV)/bin/lint-imports
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format lib jobs tests benchmarks

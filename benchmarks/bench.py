@@ -58,9 +58,11 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from clfeval.config import parse_config
 from clfeval.io import tables
 from clfeval.io.session import build_session
-from clfeval.pipeline import partition_days, run_evaluation
-from clfeval.spark import aggregate, contract
+from clfeval.pipeline import run_evaluation
+from clfeval.run.plan import partition_days
+from clfeval.spark import aggregate, selection
 from clfeval.spark.demo_data import demo_multiclass_predictions
+from clfeval.tasks import task_for
 
 START = dt.date(2026, 1, 5)
 _STRIDE = 1_000_003
@@ -235,7 +237,7 @@ def clfeval_scan(spark: SparkSession, config) -> None:
     loc = tables.input_location(config)
     frame = tables.read_table(spark, loc)
     days = partition_days(spark, config, loc, tables.table_version(spark, loc), frame)
-    rows = contract.normalize(contract.with_event_day(frame, config, days.holds), config)
+    rows = task_for(config).normalize(selection.with_event_day(frame, config, days.holds))
     aggregate.reject_counts(aggregate.scan_states(rows, config, layout, jvm)).collect()
 
 

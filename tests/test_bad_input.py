@@ -21,6 +21,9 @@ from clfeval.config import parse_config
 from clfeval.errors import ConfigError, ContractError, RejectLimitError
 from clfeval.io import tables
 from clfeval.pipeline import run_evaluation
+from clfeval.schema import OUTPUT_TABLES
+from clfeval.tasks import task_for
+from clfeval.tasks.multiclass import PROBABILITY_VECTOR
 
 pytestmark = pytest.mark.spark
 
@@ -251,7 +254,7 @@ def test_property_rows_accounted_or_nothing_written(
     # an earlier successful run, so that "unchanged" is about existing tables
     first = parse_config({**raw, "run": {"max_reject_fraction": 1.0}})
     run_evaluation(spark, first, log=lambda _: None)
-    names = [n for n in tables.OUTPUT_TABLES if n != "runs"]
+    names = [n for n in OUTPUT_TABLES if n != "runs"]
     before = {n: tables.table_version(spark, tables.output_location(config, n)) for n in names}
     try:
         # full: the first run already evaluated these rows, and an incremental run
@@ -271,7 +274,6 @@ def test_each_multiclass_probability_reason(spark, kind: str) -> None:
     (by class name) and an array (in class order) column: the first reason that
     applies, in the documented order, and NULL for good rows (ties, 0 and 1 and
     a sum within the tolerance are good)."""
-    from clfeval.spark import contract
 
     classes = ["a", "b", "c"]
     inf, nan = math.inf, math.nan
@@ -319,7 +321,7 @@ def test_each_multiclass_probability_reason(spark, kind: str) -> None:
             "task": {"type": "multiclass", "classes": classes},
         }
     )
-    rows = contract.normalize_multiclass(frame, config)
+    rows = task_for(config).normalize(frame)
     got = [r.reject_reason for r in rows.select("reject_reason").collect()]
     assert got == expected
 
@@ -330,8 +332,6 @@ def test_map_probabilities_in_any_key_order_are_read_alike(spark) -> None:
     reason and the same probability vector (in class order), and the key checks
     still catch a missing, an extra and a wrong key."""
     from pyspark.sql import functions as F
-
-    from clfeval.spark import contract
 
     classes = ["a", "b", "c"]
     nan = math.nan
@@ -369,10 +369,12 @@ def test_map_probabilities_in_any_key_order_are_read_alike(spark) -> None:
     config = parse_config(
         {"input": {"path": "unused"}, "task": {"type": "multiclass", "classes": classes}}
     )
-    read = contract.with_probability_vector(maps, config).select(
+    task = task_for(config)
+    prepared = task.prepare(maps)
+    read = prepared.select(
         "case",
-        contract.reject_reason(config, maps.schema["probabilities"].dataType).alias("reason"),
-        F.col(contract.PROBABILITY_VECTOR).alias("vector"),
+        task.reject_reason(prepared).alias("reason"),
+        F.col(PROBABILITY_VECTOR).alias("vector"),
     )
     got = sorted(read.collect(), key=lambda r: r.case)
     assert [r.reason for r in got] == [reason for reason, _ in expected]

@@ -133,10 +133,10 @@ def test_first_incremental_run_looks_back_the_configured_days() -> None:
     import datetime as dt
     from zoneinfo import ZoneInfo
 
-    from clfeval.pipeline import _initial_plan
+    from clfeval.run.plan import initial_plan
 
     config = parse_config({"input": {"path": "x"}, "run": {"initial_lookback_days": 3}})
-    plan = _initial_plan(config, "no earlier run")
+    plan = initial_plan(config, "no earlier run")
     today = dt.datetime.now(ZoneInfo("UTC")).date()
     assert (plan.mode, plan.start, plan.end, plan.days) == (
         "initial",
@@ -144,7 +144,7 @@ def test_first_incremental_run_looks_back_the_configured_days() -> None:
         None,
         None,
     )
-    everything = _initial_plan(parse_config({"input": {"path": "x"}}), "no earlier run")
+    everything = initial_plan(parse_config({"input": {"path": "x"}}), "no earlier run")
     assert (everything.start, everything.end) == (None, None)
 
 

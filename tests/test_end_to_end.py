@@ -303,7 +303,7 @@ def test_derive_gives_the_same_rows_in_any_arrow_batch_size(spark, demo) -> None
     histograms = tables.read_table(spark, tables.output_location(config, "score_histograms"))
 
     def derived(groups_per_batch: int) -> dict[str, pd.DataFrame]:
-        with session.run_settings(spark, {session.ARROW_RECORDS_PER_BATCH: str(groups_per_batch)}):
+        with session.run_settings(spark, {derive.ARROW_RECORDS_PER_BATCH: str(groups_per_batch)}):
             combined = derive.derive_tables(
                 histograms,
                 config.layout(),
@@ -394,12 +394,13 @@ def test_tables_carry_intervals_calibration_and_recommendations(spark, demo) -> 
 
 def test_plan_has_one_input_scan_and_one_exchange(spark, demo) -> None:
     """Regression guard (no timing): the scan is read once and only aggregated rows shuffle."""
-    from clfeval.spark import aggregate, contract
+    from clfeval.spark import aggregate
+    from clfeval.tasks import task_for
 
     tmp, config, _ = demo
     layout = config.layout()
     raw = spark.read.format("delta").load(f"{tmp}/predictions")
-    rows = contract.normalize(raw, config)
+    rows = task_for(config).normalize(raw)
 
     def plan(frame) -> str:
         return frame._jdf.queryExecution().executedPlan().toString()

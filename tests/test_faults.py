@@ -40,9 +40,8 @@ from pyspark.sql import functions as F
 from clfeval.config import load_config
 from clfeval.io import tables
 from clfeval.pipeline import run_evaluation
-from clfeval.spark.aggregate import HISTOGRAM_KEYS
+from clfeval.schema import HISTOGRAM_KEYS, KEY_COLUMNS
 from clfeval.spark.demo_data import demo_predictions
-from clfeval.spark.derive import KEY_COLUMNS
 
 pytestmark = pytest.mark.spark
 

@@ -27,9 +27,10 @@ from clfeval.io.session import (
     run_settings,
     session_conf,
 )
-from clfeval.pipeline import _in_parallel, run_evaluation
-from clfeval.spark import contract
+from clfeval.pipeline import run_evaluation
+from clfeval.run.commit import in_parallel
 from clfeval.spark.demo_data import demo_multiclass_predictions
+from clfeval.tasks import task_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,7 +45,7 @@ def test_in_parallel_returns_every_result_and_overlaps() -> None:
 
         return run
 
-    assert _in_parallel({"a": action(1), "b": action(2), "c": action(3)}) == {
+    assert in_parallel({"a": action(1), "b": action(2), "c": action(3)}) == {
         "a": 10,
         "b": 20,
         "c": 30,
@@ -63,7 +64,7 @@ def test_in_parallel_waits_for_every_action_before_raising() -> None:
         raise ValueError("metrics write failed")
 
     with pytest.raises(ValueError, match="metrics write failed"):
-        _in_parallel({"slow": slow, "failing": failing})
+        in_parallel({"slow": slow, "failing": failing})
     # No write may outlive a failed attempt (the retry would race it).
     assert finished == ["slow"]
 
@@ -151,7 +152,7 @@ def test_run_settings_keep_fused_stages_within_what_hotspot_compiles(spark) -> N
             "output": {"path": "unused"},
         }
     )
-    checked = contract.normalize_multiclass(rows, config).groupBy("reject_reason").count()
+    checked = task_for(config).normalize(rows).groupBy("reject_reason").count()
     sizes = _fused_method_sizes(spark, checked)
     assert max(sizes) > HUGE_METHOD_LIMIT
     with run_settings(spark):

@@ -13,8 +13,9 @@ from pyspark.sql import functions as F
 from clfeval.config import parse_config
 from clfeval.core.binary import BinaryState
 from clfeval.core.slices import join_values
-from clfeval.spark import aggregate, contract
+from clfeval.spark import aggregate
 from clfeval.spark.demo_data import SPECIES, demo_multiclass_predictions
+from clfeval.tasks import task_for
 
 pytestmark = pytest.mark.spark
 
@@ -86,9 +87,10 @@ def test_one_scan_histograms_equal_numpy_per_slice(spark, aggregation: str) -> N
     pdf = random_predictions(np.random.default_rng(9), 4000)
     pdf["event_time"] = pdf["event_time"].dt.tz_localize(None)
     df = spark.createDataFrame(pdf)
-    rows = contract.normalize(df, config)
+    rows = task_for(config).normalize(df)
     states = aggregate.scan_states(rows, config, layout, jvm)
-    hist = aggregate.rollup_slices(states, config, layout)
+    task = task_for(config)
+    hist = aggregate.rollup_slices(states, config, layout, task.class_keys, task.class_columns())
     got = hist.toPandas()
     assert set(got["layout_id"]) == {layout.layout_id}
     # One row per bin of each slice's group: the finest slice is the states as they
@@ -133,7 +135,7 @@ def test_loss_sums_keep_small_losses_to_the_last_bits(spark, aggregation: str) -
     pdf["label"] = np.arange(n) % 2
     small = 10.0 ** rng.uniform(-12, -10, n)
     pdf["score"] = np.where(pdf["label"] == 1, 1.0 - small, small)
-    rows = contract.normalize(spark.createDataFrame(pdf), config)
+    rows = task_for(config).normalize(spark.createDataFrame(pdf))
     jvm = jvm_scan(spark, layout) if aggregation == "jvm" else None
     states = aggregate.scan_states(rows, config, layout, jvm).toPandas()
     got = states.groupby("bin").loss_sum.sum()
@@ -190,7 +192,7 @@ def test_jvm_states_equal_sql_states(
     devices = ["", "mobile", "abcdefgh", "abcdefgh1", "abcdefgh2", "abcdefghabcdefgh"]
     devices += ["abcdefghabcdefgX", "gerät-ü", None]
     pdf["device"] = rng.choice(np.array(devices, dtype=object), scores.size)
-    rows = contract.normalize(spark.createDataFrame(pdf), config)
+    rows = task_for(config).normalize(spark.createDataFrame(pdf))
     keys = [*aggregate.DAY_KEYS, "segment__region", "segment__device", "reject_reason", "bin"]
     sql = aggregate.scan_states(rows, config, layout).toPandas()
     scan = jvm_scan(spark, layout)
@@ -231,7 +233,7 @@ def test_jvm_scan_holds_each_key_once_per_task(spark) -> None:
     devices = ["", "abcdefgh", "abcdefgh1", "abcdefghabcdefgh", "abcdefghabcdefgX", None]
     pdf["device"] = rng.choice(np.array(devices, dtype=object), len(pdf))
     pdf.loc[pdf.index[:40], "label"] = 7
-    rows = contract.normalize(spark.createDataFrame(pdf).coalesce(1), config)
+    rows = task_for(config).normalize(spark.createDataFrame(pdf).coalesce(1))
     keys = [*aggregate.DAY_KEYS, "segment__region", "segment__device", "reject_reason"]
     scan = jvm_scan(spark, layout)
     partial = aggregate.jvm_partial_states(rows, config, scan).toPandas()
@@ -253,7 +255,7 @@ def test_jvm_scan_holds_each_key_once_per_task(spark) -> None:
     assert len(per_bin) > 100 and (per_bin == 1).all(), per_bin[per_bin > 1].head()
     # Four tasks, each emitting its buffers every 3 groups: a group's partial rows
     # come from several tasks and flushes, and the merge must add them into one.
-    spread = contract.normalize(spark.createDataFrame(pdf).repartition(4), config)
+    spread = task_for(config).normalize(spark.createDataFrame(pdf).repartition(4))
     small = dataclasses.replace(scan, max_groups=3)
     merged = aggregate.scan_states(spread, config, layout, small).toPandas()
     assert len(aggregate.jvm_partial_states(spread, config, small).toPandas()) > 2 * len(per_key)
@@ -297,7 +299,7 @@ def test_integer_labels_compare_like_their_text(spark) -> None:
     expected = [(None, 1), (None, 0), ("unknown_label", None), ("null_label", None)]
     expected += [("unknown_label", None), (None, 1), (None, 0)]
     for name, (df, config) in variants.items():
-        got = contract.normalize(df, config).select("reject_reason", "y").collect()
+        got = task_for(config).normalize(df).select("reject_reason", "y").collect()
         assert [(r.reject_reason, r.y) for r in got] == expected, name
 
 
@@ -313,8 +315,8 @@ def test_collated_keys_fall_back_to_spark_sql_grouping(spark) -> None:
     frame = spark.createDataFrame(pdf)
     collated = frame.withColumn("model_name", F.collate(F.col("model_name"), "UTF8_LCASE"))
     scan = jvm_scan(spark, layout)
-    plain = contract.normalize(frame, config)
-    rows = contract.normalize(collated, config)
+    plain = task_for(config).normalize(frame)
+    rows = task_for(config).normalize(collated)
     assert aggregate.jvm_groups_by(plain, config)
     assert not aggregate.jvm_groups_by(rows, config)
     keys = [*aggregate.DAY_KEYS, "segment__region", "segment__device", "reject_reason", "bin"]
@@ -363,7 +365,7 @@ def test_jvm_multiclass_states_equal_sql_states(
         .when(row % 19 == 0, certain)
         .otherwise(F.col("probabilities")),
     ).withColumn("weight", F.rand(5) * 2 + 0.1)
-    rows = contract.normalize_multiclass(frame, config)
+    rows = task_for(config).normalize(frame)
     scan = jvm_scan(spark, layout)
     assert aggregate.multiclass_jvm_fits(rows, config, layout, scan)
     if max_items is not None:

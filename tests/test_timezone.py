@@ -78,12 +78,12 @@ def test_days_follow_the_configured_time_zone(spark, tmp_path, zone) -> None:
 
 @pytest.mark.parametrize("zone", ["UTC", "Etc/UTC", "America/New_York"])
 def test_event_day_equals_to_date(spark, zone) -> None:
-    """contract.event_day (integer arithmetic in UTC, to_date elsewhere) gives
+    """selection.event_day (integer arithmetic in UTC, to_date elsewhere) gives
     to_date's day for instants around midnight, before 1970, and at the ends
     of the timestamp range."""
     from pyspark.sql import functions as F
 
-    from clfeval.spark import contract
+    from clfeval.spark import selection
 
     micros_per_day = 86_400_000_000
     first = -62_135_596_800_000_000 + micros_per_day  # 0001-01-02 00:00 UTC
@@ -108,7 +108,7 @@ def test_event_day_equals_to_date(spark, zone) -> None:
             F.timestamp_micros("m").alias("event_time")
         )
         got = df.select(
-            contract.event_day(df, config).alias("fast"), F.to_date("event_time").alias("slow")
+            selection.event_day(df, config).alias("fast"), F.to_date("event_time").alias("slow")
         ).collect()
     finally:
         spark.conf.set("spark.sql.session.timeZone", before)
@@ -166,8 +166,9 @@ def test_date_partition_gives_event_days_only_where_file_statistics_prove_it(
     own day and rejects the NULL one."""
     from pyspark.sql import functions as F
 
-    from clfeval.pipeline import partition_days
-    from clfeval.spark import contract
+    from clfeval.run.plan import partition_days
+    from clfeval.spark import selection
+    from clfeval.tasks import task_for
 
     rng = np.random.default_rng(11)
     local = pd.date_range("2026-11-01", "2026-11-03", freq="10min", inclusive="left", tz=zone)
@@ -220,11 +221,10 @@ def test_date_partition_gives_event_days_only_where_file_statistics_prove_it(
             start=first,
             end=first,
         )
-        rows = contract.normalize(
-            contract.select_range(
-                contract.with_event_day(frame, config, True), config, first, first
-            ),
-            config,
+        rows = task_for(config).normalize(
+            selection.select_range(
+                selection.with_event_day(frame, config, True), config, first, first
+            )
         )
         plan = rows._jdf.queryExecution().executedPlan().toString()
         one_day = run_evaluation(spark, config, first, first, log=logs["one day"].append)

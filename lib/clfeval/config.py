@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from clfeval.core.alerts import AlertRule
 from clfeval.core.binary import ThresholdPolicy
 from clfeval.core.bins import BinLayout, make_layout
 from clfeval.errors import ConfigError
@@ -128,25 +129,6 @@ class RunConfig:
 
 
 @dataclass(frozen=True)
-class AlertRule:
-    """One ``[[alerts]]`` rule; see conf/demo.toml for the meaning of each key."""
-
-    name: str = ""
-    metric: str = ""
-    threshold: float | None = None
-    class_label: str | None = None
-    slice_key: str = "*"
-    min_rows: int = 0
-    min_value: float | None = None
-    max_value: float | None = None
-    baseline: str = "previous_window"
-    max_drop: float | None = None
-    max_rise: float | None = None
-    change: str = "absolute"
-    granularity: str = "day"
-
-
-@dataclass(frozen=True)
 class Config:
     input: InputConfig = field(default_factory=InputConfig)
     labels: LabelsConfig = field(default_factory=LabelsConfig)
@@ -196,10 +178,6 @@ class Config:
     def class_texts(self) -> tuple[str, ...]:
         """Multiclass: the class names in the order of the probability vector."""
         return tuple(label_text(v) for v in self.task.classes)
-
-    @property
-    def is_multiclass(self) -> bool:
-        return self.task.type == "multiclass"
 
     def negative_label_texts(self) -> tuple[str, ...]:
         return tuple(label_text(v) for v in self.task.negative_labels)

@@ -22,7 +22,24 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from clfeval.config import AlertRule
+
+@dataclass(frozen=True)
+class AlertRule:
+    """One ``[[alerts]]`` rule; see conf/demo.toml for the meaning of each key."""
+
+    name: str = ""
+    metric: str = ""
+    threshold: float | None = None
+    class_label: str | None = None
+    slice_key: str = "*"
+    min_rows: int = 0
+    min_value: float | None = None
+    max_value: float | None = None
+    baseline: str = "previous_window"
+    max_drop: float | None = None
+    max_rise: float | None = None
+    change: str = "absolute"
+    granularity: str = "day"
 
 
 @dataclass(frozen=True)

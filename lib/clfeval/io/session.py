@@ -272,11 +272,6 @@ RUN_CONF = {
 }
 
 
-# Rows per Arrow batch sent to Python; a binary run sets it from its bins
-# (derive.groups_per_arrow_batch: its derive sends one row per group).
-ARROW_RECORDS_PER_BATCH = "spark.sql.execution.arrow.maxRecordsPerBatch"
-
-
 @contextmanager
 def run_settings(spark: SparkSession, conf: dict[str, str] | None = None) -> Iterator[None]:
     """Set ``conf`` (default RUN_CONF) on the session, then restore what was there."""

@@ -18,7 +18,6 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import reduce
-from typing import Protocol
 
 from delta.tables import DeltaTable
 from py4j.java_gateway import JavaObject
@@ -28,9 +27,9 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from clfeval.config import GRANULARITY_NAME, MODEL_NAME, Config
+from clfeval.core.windows import WindowRange
+from clfeval.schema import PARTITION_COLUMNS, RUNS_SCHEMA
 
-OUTPUT_TABLES = ("score_histograms", "confusion_matrices", "metrics", "curves", "runs")
-PARTITION_COLUMNS = ("granularity", "window_start")
 GRANULARITY = GRANULARITY_NAME
 
 # Table properties of the windowed output tables, set when a write creates one
@@ -43,49 +42,6 @@ GRANULARITY = GRANULARITY_NAME
 # `ALTER TABLE ... SET TBLPROPERTIES` applies these to them.
 OUTPUT_TABLE_PROPERTIES = {"delta.dataSkippingStatsColumns": "model_name,model_version"}
 
-
-RUNS_SCHEMA = T.StructType(
-    [
-        T.StructField("run_id", T.StringType()),
-        T.StructField("started_at", T.TimestampType()),
-        T.StructField("ended_at", T.TimestampType()),
-        T.StructField("status", T.StringType()),
-        T.StructField("config_hash", T.StringType()),
-        T.StructField("code_version", T.StringType()),
-        T.StructField("input", T.StringType()),
-        T.StructField("input_version", T.LongType()),
-        T.StructField("start_date", T.DateType()),
-        T.StructField("end_date", T.DateType()),
-        T.StructField("rows_read", T.LongType()),
-        T.StructField("rows_evaluated", T.LongType()),
-        T.StructField("rows_rejected", T.LongType()),
-        T.StructField("reject_counts", T.MapType(T.StringType(), T.LongType())),
-        T.StructField("tables_written", T.ArrayType(T.StringType())),
-        T.StructField("output_versions", T.MapType(T.StringType(), T.LongType())),
-        T.StructField("message", T.StringType()),
-        # range (--start-date/--end-date), full (--full), initial (incremental with
-        # no earlier run: run.initial_lookback_days) or incremental.
-        T.StructField("mode", T.StringType()),
-        T.StructField("input_versions", T.MapType(T.StringType(), T.LongType())),
-        # Delta table id per input: a table dropped and recreated at the same place
-        # restarts its versions, so versions only compare under the same id.
-        T.StructField("input_table_ids", T.MapType(T.StringType(), T.StringType())),
-        T.StructField(
-            "windows",
-            T.ArrayType(
-                T.StructType(
-                    [
-                        T.StructField("granularity", T.StringType()),
-                        T.StructField("first_start", T.DateType()),
-                        T.StructField("last_start", T.DateType()),
-                    ]
-                )
-            ),
-        ),
-        T.StructField("attempts", T.IntegerType()),
-        T.StructField("results_hash", T.StringType()),  # Config.results_fingerprint()
-    ]
-)
 
 # Modes whose input versions a later incremental run may start from: they
 # evaluated every change up to those versions (a date-range run did not).
@@ -104,30 +60,6 @@ CONCURRENT_MODIFICATION_MARKERS = (
     "ConcurrentWriteException",
     "MetadataChangedException",
     "ProtocolChangedException",
-)
-
-
-ALERTS_SCHEMA = T.StructType(
-    [
-        T.StructField("rule", T.StringType()),
-        T.StructField("model_name", T.StringType()),
-        T.StructField("model_version", T.StringType()),
-        T.StructField("slice_key", T.StringType()),
-        T.StructField("slice_value", T.StringType()),
-        T.StructField("granularity", T.StringType()),
-        T.StructField("window_start", T.DateType()),
-        T.StructField("window_end", T.DateType()),
-        T.StructField("metric", T.StringType()),
-        T.StructField("class_label", T.StringType()),
-        T.StructField("threshold", T.DoubleType()),
-        T.StructField("value", T.DoubleType()),
-        T.StructField("n_rows", T.LongType()),
-        T.StructField("condition", T.StringType()),
-        T.StructField("limit", T.DoubleType()),
-        T.StructField("baseline", T.StringType()),
-        T.StructField("baseline_value", T.DoubleType()),
-        T.StructField("change", T.DoubleType()),
-    ]
 )
 
 
@@ -252,14 +184,6 @@ def table_version(spark: SparkSession, loc: TableLocation) -> int | None:
     if table is None:
         return None
     return int(table.history(1).select("version").first()[0])
-
-
-class WindowRange(Protocol):
-    """Windows of one granularity whose start lies in [first, last] (``core.windows``)."""
-
-    granularity: str
-    first: dt.date
-    last: dt.date
 
 
 def window_predicate(ranges: list[WindowRange], models: tuple[str, ...]) -> str:

@@ -26,14 +26,14 @@ from clfeval.config import Config
 from clfeval.core.binary import LOG_LOSS_EPS
 from clfeval.core.bins import BinLayout
 from clfeval.core.windows import WindowRange, rolling_days
-from clfeval.spark.contract import class_names, escaped_segment, segment_column_name
+from clfeval.schema import HISTOGRAM_KEYS, STATE_SUMS
+from clfeval.spark.selection import escaped_segment, segment_column_name
 
 # Clip before the logit so that 0 and 1 give finite values; the bin correction
 # against the exact edges below makes the clipping invisible in the result.
 _SMALLEST = 1e-300
 _BELOW_ONE = 1.0 - 2.0**-53
 
-STATE_SUMS = ("n_pos", "n_neg", "w_pos", "w_neg", "loss_sum", "sq_err_sum", "score_sum")
 DAY_KEYS = ("model_name", "model_version", "day")
 
 
@@ -406,15 +406,20 @@ def cap_segment_values(valid: DataFrame, config: Config) -> DataFrame:
     return valid
 
 
-def rollup_slices(states: DataFrame, config: Config, layout: BinLayout) -> DataFrame:
+def rollup_slices(
+    states: DataFrame,
+    config: Config,
+    layout: BinLayout,
+    class_keys: tuple[str, ...],
+    class_columns: list[Column],
+) -> DataFrame:
     """Daily histograms for every slice, with the key columns of the output tables.
 
-    Binary states have one class (the positive label) and NULL ``true_label``,
-    ``predicted``, ``true_rank``; multiclass states carry them (see
-    ``scan_multiclass_states``).
+    ``class_keys`` are the task's per-class key columns of the scan's states and
+    ``class_columns`` turn them into ``class_label``, ``true_label``,
+    ``predicted`` and ``true_rank`` (``Task.class_keys``, ``Task.class_columns``).
     """
     valid = cap_segment_values(states.where(F.col("reject_reason").isNull()), config)
-    class_keys = list(MULTICLASS_KEYS) if config.is_multiclass else []
     # The scan's states hold one row per (day keys, finest segments, class keys,
     # bin): the slice of every finest segment column is those rows as they are,
     # unless capping merged values into __other__. Summing it anyway would be a
@@ -444,21 +449,6 @@ def rollup_slices(states: DataFrame, config: Config, layout: BinLayout) -> DataF
             )
         )
     union = reduce(DataFrame.unionByName, per_slice)
-    if config.is_multiclass:
-        names = class_names(config.class_texts())
-        class_columns = [
-            F.element_at(names, F.col("class_index") + 1).alias("class_label"),
-            F.element_at(names, F.col("true_index") + 1).alias("true_label"),
-            F.col("predicted"),
-            F.col("true_rank").cast("int").alias("true_rank"),
-        ]
-    else:
-        class_columns = [
-            F.lit(config.positive_label_text()).alias("class_label"),
-            F.lit(None).cast("string").alias("true_label"),
-            F.lit(None).cast("boolean").alias("predicted"),
-            F.lit(None).cast("int").alias("true_rank"),
-        ]
     lower = double_array(layout.lower)
     upper = double_array(layout.upper)
     return union.select(
@@ -478,22 +468,6 @@ def rollup_slices(states: DataFrame, config: Config, layout: BinLayout) -> DataF
         *[F.col(s).cast("double").alias(s) for s in STATE_SUMS[2:]],
         F.lit(layout.layout_id).alias("layout_id"),
     )
-
-
-HISTOGRAM_KEYS = (
-    "model_name",
-    "model_version",
-    "slice_key",
-    "slice_value",
-    "class_label",
-    "true_label",
-    "predicted",
-    "true_rank",
-    "bin",
-    "bin_lower",
-    "bin_upper",
-    "layout_id",
-)
 
 
 def rollup_windows(daily: DataFrame, windows: WindowRange) -> DataFrame:

@@ -15,16 +15,9 @@ import datetime as dt
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-SERIES = (
-    "model_name",
-    "model_version",
-    "slice_key",
-    "slice_value",
-    "granularity",
-    "metric",
-    "class_label",
-    "threshold",
-)
+from clfeval.schema import METRIC_SERIES, REJECTED_ROWS
+
+SERIES = METRIC_SERIES
 
 
 def _same(left: str, right: str, names: list[str]) -> Column:
@@ -39,7 +32,7 @@ def metric_changes(metrics: DataFrame, current: Column, baseline: str | None) ->
 
     ``metrics`` must hold the earlier windows and the baseline rows too.
     """
-    metrics = metrics.where(F.col("value").isNotNull() & (F.col("metric") != "rejected_rows"))
+    metrics = metrics.where(F.col("value").isNotNull() & (F.col("metric") != F.lit(REJECTED_ROWS)))
     order = Window.partitionBy(*SERIES).orderBy("window_start")
     lagged = metrics.select(
         *[F.col(c) for c in (*SERIES, "window_start", "window_end", "value", "n_rows")],
@@ -78,7 +71,9 @@ def metric_changes(metrics: DataFrame, current: Column, baseline: str | None) ->
         "previous_window_start",
         "previous_value",
         (F.col("value") - F.col("previous_value")).alias("change_vs_previous"),
-        F.when(F.col("baseline_value").isNotNull(), F.lit(baseline)).alias("baseline"),
+        F.when(F.col("baseline_value").isNotNull(), F.lit(baseline).cast("string")).alias(
+            "baseline"
+        ),
         "baseline_value",
         (F.col("value") - F.col("baseline_value")).alias("change_vs_baseline"),
     )

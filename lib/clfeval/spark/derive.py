@@ -25,83 +25,18 @@ from pyspark.sql.pandas.types import to_arrow_schema
 from clfeval.core.binary import BinaryEvaluation, BinaryState, Curve, ThresholdPolicy, evaluate
 from clfeval.core.bins import BinLayout
 from clfeval.core.multiclass import MulticlassEvaluation, MulticlassState, evaluate_multiclass
-
-KEY_COLUMNS = (
-    "model_name",
-    "model_version",
-    "slice_key",
-    "slice_value",
-    "granularity",
-    "window_start",
-    "window_end",
+from clfeval.schema import (
+    BELOW_MIN_SLICE_SIZE,
+    CONFUSION_SCHEMA,
+    DERIVED_TABLES,
+    KEY_COLUMNS,
+    KEY_FIELDS,
+    METRICS_SCHEMA,
+    TABLE_SCHEMAS,
 )
 
-_KEY_FIELDS = [
-    T.StructField("model_name", T.StringType()),
-    T.StructField("model_version", T.StringType()),
-    T.StructField("slice_key", T.StringType()),
-    T.StructField("slice_value", T.StringType()),
-    T.StructField("granularity", T.StringType()),
-    T.StructField("window_start", T.DateType()),
-    T.StructField("window_end", T.DateType()),
-]
-
-
-def _schema(*fields: tuple[str, T.DataType]) -> T.StructType:
-    return T.StructType([*_KEY_FIELDS, *[T.StructField(n, t) for n, t in fields]])
-
-
-HISTOGRAM_SCHEMA = _schema(
-    ("class_label", T.StringType()),
-    ("true_label", T.StringType()),
-    ("predicted", T.BooleanType()),
-    ("true_rank", T.IntegerType()),
-    ("bin", T.IntegerType()),
-    ("bin_lower", T.DoubleType()),
-    ("bin_upper", T.DoubleType()),
-    ("n_pos", T.LongType()),
-    ("n_neg", T.LongType()),
-    ("w_pos", T.DoubleType()),
-    ("w_neg", T.DoubleType()),
-    ("loss_sum", T.DoubleType()),
-    ("sq_err_sum", T.DoubleType()),
-    ("score_sum", T.DoubleType()),
-    ("layout_id", T.StringType()),
-)
-
-METRICS_SCHEMA = _schema(
-    ("metric", T.StringType()),
-    ("class_label", T.StringType()),
-    ("threshold", T.DoubleType()),
-    ("value", T.DoubleType()),
-    ("ci_lower", T.DoubleType()),
-    ("ci_upper", T.DoubleType()),
-    ("bound_lower", T.DoubleType()),
-    ("bound_upper", T.DoubleType()),
-    ("numerator", T.DoubleType()),
-    ("denominator", T.DoubleType()),
-    ("n_rows", T.LongType()),
-    ("n_positive", T.LongType()),
-    ("n_negative", T.LongType()),
-    ("weight_total", T.DoubleType()),
-)
-
-CONFUSION_SCHEMA = _schema(
-    ("threshold", T.DoubleType()),
-    ("actual_label", T.StringType()),
-    ("predicted_label", T.StringType()),
-    ("n_rows", T.LongType()),
-    ("weight", T.DoubleType()),
-)
-
-CURVES_SCHEMA = _schema(
-    ("curve", T.StringType()),
-    ("class_label", T.StringType()),
-    ("point", T.IntegerType()),
-    ("threshold", T.DoubleType()),
-    ("x", T.DoubleType()),
-    ("y", T.DoubleType()),
-)
+# While a binary run derives: groups per Arrow batch (``groups_per_arrow_batch``).
+ARROW_RECORDS_PER_BATCH = "spark.sql.execution.arrow.maxRecordsPerBatch"
 
 
 def state_from_rows(rows: pd.DataFrame | pa.Table, n_bins: int) -> BinaryState:
@@ -214,13 +149,6 @@ def expand_curves(compact: DataFrame) -> DataFrame:
 
 _POINT_ARRAYS = ("point_threshold", "point_x", "point_y")
 
-TABLE_SCHEMAS = {
-    "metrics": METRICS_SCHEMA,
-    "confusion_matrices": CONFUSION_SCHEMA,
-    "curves": CURVES_SCHEMA,
-}
-
-
 # The compact curve columns (``curve_columns``) of the combined frame, in place of
 # CURVES_SCHEMA's per-point columns.
 _COMPACT_CURVE_FIELDS = (
@@ -235,12 +163,12 @@ def _combined_schema() -> T.StructType:
     tables (shared names agree) and the compact curve columns."""
     fields: dict[str, T.StructField] = {}
     for schema in (METRICS_SCHEMA, CONFUSION_SCHEMA):
-        for f in schema.fields[len(_KEY_FIELDS) :]:
+        for f in schema.fields[len(KEY_FIELDS) :]:
             fields.setdefault(f.name, f)
     for f in _COMPACT_CURVE_FIELDS:
         fields.setdefault(f.name, f)
     return T.StructType(
-        [*_KEY_FIELDS, T.StructField("output_table", T.StringType()), *fields.values()]
+        [*KEY_FIELDS, T.StructField("output_table", T.StringType()), *fields.values()]
     )
 
 
@@ -253,7 +181,6 @@ _FLOAT_COLUMNS = frozenset(
 )
 
 
-BELOW_MIN_SLICE_SIZE = "below_min_slice_size"
 _SUPPRESSED = ("value", "ci_lower", "ci_upper", "bound_lower", "bound_upper")
 
 
@@ -333,7 +260,7 @@ def split_tables(combined: DataFrame) -> dict[str, DataFrame]:
         name: combined.where(F.col("output_table") == F.lit(name)).select(
             *compact.get(name, [f.name for f in schema.fields])
         )
-        for name, schema in TABLE_SCHEMAS.items()
+        for name, schema in ((n, TABLE_SCHEMAS[n]) for n in DERIVED_TABLES)
     }
 
 
