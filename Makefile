@@ -15,21 +15,25 @@ CHROMIUM ?= /usr/bin/chromium
 JVM_SOURCES := $(wildcard jvm/src/main/java/io/clfeval/*.java)
 JAR := lib/clfeval/jars/clfeval-aggregators.jar
 
-.PHONY: demo test lint format bench dist clean browser jar
+.PHONY: demo test test-compat lint format bench dist clean browser jar
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,spark]"
 	touch $(STAMP)
 
 ## jar: clfeval's JVM scan (lib/clfeval/jars/clfeval-aggregators.jar)
 jar: $(JAR)
-$(JAR): $(STAMP) $(JVM_SOURCES)
-	rm -rf build/jvm && mkdir -p build/jvm $(dir $(JAR))
+# The jar records the Spark line it was compiled against (META-INF/clfeval-build.properties):
+# a session of another line runs the scan in Spark SQL and says so.
+$(JAR): $(STAMP) $(JVM_SOURCES) Makefile
+	rm -rf build/jvm && mkdir -p build/jvm/META-INF $(dir $(JAR))
 	javac --release 17 -Xlint:all,-path -Werror -d build/jvm \
 		-cp "$$($(PY) -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')/jars/*" \
 		$(JVM_SOURCES)
+	$(PY) -c 'import pyspark; print("spark.line=" + ".".join(pyspark.__version__.split(".")[:2]))' \
+		> build/jvm/META-INF/clfeval-build.properties
 	jar cf $@ -C build/jvm .
 
 ## demo: generate a demo predictions table, evaluate it, print a summary
@@ -53,10 +57,17 @@ test: $(STAMP) $(JAR) browser
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q tests
 
+## test-compat: the supported Spark matrix (3.5 + Delta 3.3, 4.0 + Delta 4.0; 4.2 is `make test`):
+## a virtualenv per line, the wheel installed into it (keeping its pyspark), the end-to-end,
+## multiclass, incremental and bad-input tests against it. CI runs it after `make test`.
+COMPAT_LINES ?= 3.5 4.0
+test-compat: dist
+	PYTHON=$(PYTHON) tests/compat/run_matrix.sh "$$(ls dist/clfeval-*.whl)" $(COMPAT_LINES)
+
 ## bench: clfeval vs scan floor vs MLlib vs scikit-learn (20M rows; not part of `make test`)
 BENCH_ARGS ?= --rows 20000000 --reps 3
 bench: $(STAMP) $(JAR)
-	$(PY) benchmarks/bench.py $(BENCH_ARGS)
+	CLFEVAL_PROFILE=fast-local $(PY) benchmarks/bench.py $(BENCH_ARGS)
 
 ## dist: a wheel of clfeval and a zip of the package for spark-submit --py-files
 dist: $(STAMP) $(JAR)
@@ -76,4 +87,4 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix lib jobs tests benchmarks
 
 clean:
-	rm -rf $(DEMO_DIR) dist build $(JAR) spark-warehouse metastore_db derby.log
+	rm -rf $(DEMO_DIR) dist build $(JAR) spark-warehouse metastore_db derby.log .venv-spark*

@@ -233,7 +233,7 @@ def clfeval_scan(spark: SparkSession, config) -> None:
     aggregation to per-bin states, the reject counts collected), nothing
     written: the part of (2) that grows with rows."""
     layout = config.layout()
-    jvm = aggregate.jvm_scan(spark, layout)
+    jvm, _ = aggregate.jvm_scan(spark, layout)
     loc = tables.input_location(config)
     frame = tables.read_table(spark, loc)
     days = partition_days(spark, config, loc, tables.table_version(spark, loc), frame)

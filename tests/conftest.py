@@ -34,6 +34,21 @@ def spark():
     session.stop()
 
 
+def jvm_scan_or_skip(spark, layout):
+    """clfeval's JVM scan for ``layout``. Skips where the jar was built for another
+    Spark line (the compatibility matrix runs the wheel built for the default
+    line: the scan then runs in Spark SQL, by design); fails where it is missing."""
+    from clfeval import jvm
+    from clfeval.spark import aggregate
+
+    scan, why_not = aggregate.jvm_scan(spark, layout)
+    built_for = jvm.jar_spark_line()
+    if scan is None and built_for is not None and built_for != jvm.spark_line(spark.version):
+        pytest.skip(why_not)
+    assert scan is not None, f"clfeval's JVM scan is not usable: {why_not} (run `make jar`)"
+    return scan
+
+
 @pytest.fixture(scope="session")
 def demo_output(spark, tmp_path_factory) -> Path:
     """A small `make demo`: binary and multiclass predictions evaluated with the two

@@ -142,8 +142,11 @@ def test_row_filter_counts_excluded_rows(spark, bad) -> None:
     config = config_for(tmp, input={"filter": "segment = 'a'"}, output={"path": f"{tmp}/f"})
     result = run_evaluation(spark, config, log=lambda _: None)
     excluded = sum(1 for reason, row in CASES if reason is None and row[3] != "a")
-    assert result.reject_counts["excluded_by_filter"] == excluded
+    assert result.reject_counts["excluded_by_filter"] == excluded == result.rows_excluded
     assert result.rows_read == len(CASES)
+    # Left-out rows are not "rejected": the three counts add up to the rows read.
+    assert result.rows_rejected == sum(result.reject_counts.values()) - excluded
+    assert result.rows_evaluated + result.rows_rejected + excluded == result.rows_read
 
 
 @pytest.mark.parametrize(

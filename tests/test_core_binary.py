@@ -229,3 +229,28 @@ def test_calibration_matches_sklearn_calibration_curve(seed: int) -> None:
     approx = got["brier_reliability"] - got["brier_resolution"] + got["brier_uncertainty"]
     assert abs(approx - brier) < 0.01
     np.testing.assert_allclose(got["brier_uncertainty"], y.mean() * (1 - y.mean()), **TIGHT)
+
+
+@pytest.mark.parametrize("scale", [1e-250, 1e-30, 1e30, 1e250])
+def test_weighted_metrics_are_scale_free_at_extreme_weights(scale: float) -> None:
+    """Multiplying every weight by a constant changes no metric: the AUC, its
+    bounds, MCC and the rest equal the unit-weight values (relative 1e-9), also
+    where products of weight sums would over- or underflow a double."""
+    rng = np.random.default_rng(5)
+    y = rng.random(3000) < 0.2
+    p = np.clip(rng.beta(2, 5, 3000) + 0.3 * y, 0, 1)
+    w = rng.uniform(0.5, 2.0, 3000)
+    layout = make_layout("logit", 200, -8.0, 8.0, (0.5,))
+    base = evaluate(BinaryState.from_scores(layout, y, p, w), layout, (0.5,), 1.0)
+    scaled = evaluate(BinaryState.from_scores(layout, y, p, w * scale), layout, (0.5,), 1.0)
+    want = {(m.metric, m.threshold): m for m in base.metrics}
+    for m in scaled.metrics:
+        ref = want[(m.metric, m.threshold)]
+        # log loss and Brier are means (scale-free too, checked with them); the minimum
+        # expected cost is in weight units.
+        if m.metric == "recommended_threshold_min_cost" or ref.value is None:
+            continue
+        assert m.value == pytest.approx(ref.value, rel=1e-9, abs=1e-12), m.metric
+        for bound in ("bound_lower", "bound_upper"):
+            if getattr(ref, bound) is not None:
+                assert getattr(m, bound) == pytest.approx(getattr(ref, bound), rel=1e-9), m.metric

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from compare import COMPARED, assert_same_tables
+from conftest import jvm_scan_or_skip
 from sklearn import metrics as skm
 
 from clfeval.config import parse_config
@@ -411,8 +412,8 @@ def test_plan_has_one_input_scan_and_one_exchange(spark, demo) -> None:
     # The JVM scan reads the normalized rows (one parquet scan, no exchange) per
     # partition; its compact partial states are the only rows exchanged, inside
     # the RDD it returns (its plan is that RDD's scan).
-    jvm = aggregate.jvm_scan(spark, layout)
-    assert jvm is not None and aggregate.jvm_groups_by(rows, config)
+    jvm = jvm_scan_or_skip(spark, layout)
+    assert aggregate.jvm_groups_by(rows, config)
     assert plan(rows).count("Scan parquet") == 1 and "Exchange" not in plan(rows), plan(rows)
     states = aggregate.scan_states(rows, config, layout, jvm)
     outer = plan(states)

@@ -23,10 +23,31 @@ def imported_modules(text: str) -> set[str]:
     return names
 
 
-def test_no_rdd_jvm_or_parallelize_so_it_runs_over_spark_connect() -> None:
-    banned = re.compile(r"pyspark\.rdd|\._jvm|_jsc|\.parallelize\(|\.rdd\b|SparkContext\b")
-    offenders = {name: banned.findall(text) for name, text in sources().items()}
+PY4J_ONLY = re.compile(
+    r"pyspark\.rdd|(?<!\w)_jvm\b|(?<!\w)_jdf\b|(?<!\w)_jsc\b|_jsparkSession|\bpy4j\b"
+    r"|\.parallelize\(|\.rdd\b|SparkContext\b|Class\.forName|\bjvm\.(?:io|org|java|scala)\."
+)
+
+
+def test_py4j_only_in_the_jvm_adapter_so_the_rest_runs_over_spark_connect() -> None:
+    """py4j names, a session's JVM, JVM class names: only ``clfeval/jvm.py``."""
+    offenders = {
+        name: PY4J_ONLY.findall(text) for name, text in sources().items() if name != "jvm.py"
+    }
     assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_the_py4j_rule_catches_each_way_in() -> None:
+    for text in (
+        'jvm = getattr(spark, "_jvm", None)',
+        "rows._jdf.queryExecution()",
+        "spark._jsparkSession",
+        "from py4j.protocol import Py4JError",
+        'jvm.java.lang.Class.forName("io.clfeval.PartitionStates", True, loader)',
+        "jvm.org.apache.spark.sql.delta.DeltaLog.forTable(session, path)",
+        "jvm.io.clfeval.PartitionStates",
+    ):
+        assert PY4J_ONLY.search(text), text
 
 
 def test_core_imports_numpy_and_stdlib_only() -> None:
@@ -83,12 +104,11 @@ def test_pipeline_is_a_short_sequencer() -> None:
 
 
 def test_reject_checks_name_reasons_of_the_catalog() -> None:
-    """Every reason a check may tag is in ``schema.REJECT_REASONS`` (the
-    ``RejectCheck`` constructor refuses others), and no module writes a reason
-    as a bare string outside the catalog and the checks."""
+    """Every reason a check is declared with is in ``schema.REJECT_REASONS`` (the
+    ``RejectCheck`` constructor also refuses others when a run builds it)."""
     from clfeval.schema import REJECT_REASONS
 
     named = set()
-    for name, text in sources().items():
+    for text in sources().values():
         named |= set(re.findall(r'RejectCheck\(\s*"([a-z_]+)"', text))
     assert named and named <= set(REJECT_REASONS), named - set(REJECT_REASONS)

@@ -1,6 +1,7 @@
 """clfeval's local file system (jvm/.../NioRawLocalFileSystem.java) against
-Hadoop's own: the same permissions and link statuses, without starting a process,
-and the suite's local session uses it for file: paths."""
+Hadoop's own: the same permissions and link statuses, without starting a process.
+Only the opt-in ``fast-local`` profile names it; a default session keeps
+Hadoop's own (test_run_mechanics.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from py4j.protocol import Py4JJavaError
 from clfeval.io import session
 from clfeval.io.session import (
     AGGREGATORS_JAR,
+    FAST_LOCAL,
     LOCAL_FILE_SYSTEM_CONF,
     local_small_conf,
     session_conf,
@@ -44,16 +46,21 @@ def _mode(path: Path) -> int:
 
 
 @needs_jar
-def test_local_sessions_open_file_paths_with_clfevals_file_system(spark) -> None:
+def test_the_fast_local_profile_opens_file_paths_with_clfevals_file_system(spark) -> None:
     """Both of Hadoop's entry points (FileSystem: Spark's readers and writers;
-    FileContext: Delta's commits) resolve file: to clfeval's classes in the suite's
-    session, which build_session starts like any local run."""
+    FileContext: Delta's commits) resolve file: to clfeval's classes under the
+    profile's settings (new instances: Hadoop's cache of the suite's default
+    file system is left alone)."""
     jvm = spark._jvm
-    conf = spark._jsc.hadoopConfiguration()
-    local = jvm.org.apache.hadoop.fs.FileSystem.getLocal(conf)
+    conf = jvm.org.apache.hadoop.conf.Configuration(spark._jsc.hadoopConfiguration())
+    for key, value in LOCAL_FILE_SYSTEM_CONF.items():
+        if key.startswith("spark.hadoop."):
+            conf.set(key.removeprefix("spark.hadoop."), value)
+    uri = jvm.java.net.URI("file:///")
+    local = jvm.org.apache.hadoop.fs.FileSystem.newInstance(uri, conf)
     assert local.getClass().getName() == LOCAL_FILE_SYSTEM_CONF["spark.hadoop.fs.file.impl"]
     assert local.getRaw().getClass().getName() == "io.clfeval.NioRawLocalFileSystem"
-    context = jvm.org.apache.hadoop.fs.FileContext.getLocalFSFileContext(conf)
+    context = jvm.org.apache.hadoop.fs.FileContext.getFileContext(uri, conf)
     assert (
         context.getDefaultFileSystem().getClass().getName()
         == LOCAL_FILE_SYSTEM_CONF["spark.hadoop.fs.AbstractFileSystem.file.impl"]
@@ -150,14 +157,15 @@ def test_local_sessions_name_the_file_system_only_when_the_jar_has_it(
     start the JVM)."""
     jar = tmp_path / "clfeval-aggregators.jar"
     monkeypatch.setattr(session, "AGGREGATORS_JAR", jar)
-    assert not set(LOCAL_FILE_SYSTEM_CONF) & set(local_small_conf("local[2]"))
+    assert not set(LOCAL_FILE_SYSTEM_CONF) & set(local_small_conf("local[2]", FAST_LOCAL))
     with zipfile.ZipFile(jar, "w") as old:
         old.writestr("io/clfeval/PartitionStates.class", b"")
-    assert not set(LOCAL_FILE_SYSTEM_CONF) & set(local_small_conf("local[2]"))
+    assert not set(LOCAL_FILE_SYSTEM_CONF) & set(local_small_conf("local[2]", FAST_LOCAL))
     with zipfile.ZipFile(jar, "w") as built:
         for name in ("NioLocalFileSystem", "NioLocalFs", "NioRawLocalFileSystem"):
             built.writestr(f"io/clfeval/{name}.class", b"")
-    assert set(LOCAL_FILE_SYSTEM_CONF) <= set(local_small_conf("local[2]"))
+    assert set(LOCAL_FILE_SYSTEM_CONF) <= set(local_small_conf("local[2]", FAST_LOCAL))
+    assert not set(LOCAL_FILE_SYSTEM_CONF) & set(local_small_conf("local[2]"))
 
 
 @needs_jar
@@ -166,12 +174,14 @@ def test_a_callers_own_driver_class_path_keeps_the_jar() -> None:
     caller's own must not drop the jar the file system lives in (the JVM would not
     start); a cluster session is given neither."""
     key = "spark.driver.extraClassPath"
-    conf = session_conf("local[2]", True, "UTC", {key: "/opt/jdbc/driver.jar"})
+    conf = session_conf("local[2]", True, "UTC", {key: "/opt/jdbc/driver.jar"}, FAST_LOCAL)
     assert conf[key].split(os.pathsep) == ["/opt/jdbc/driver.jar", str(AGGREGATORS_JAR)]
     assert conf["spark.hadoop.fs.file.impl"] == LOCAL_FILE_SYSTEM_CONF["spark.hadoop.fs.file.impl"]
     # A caller that passes local_small_conf itself (the suite's session did) gets
     # the jar once.
-    passed_again = session_conf("local[2]", True, "UTC", local_small_conf("local[2]"))
+    passed_again = session_conf(
+        "local[2]", True, "UTC", local_small_conf("local[2]", FAST_LOCAL), FAST_LOCAL
+    )
     assert passed_again[key] == str(AGGREGATORS_JAR)
     cluster = session_conf("spark://127.0.0.1:7077", False, "UTC", None)
     assert not set(LOCAL_FILE_SYSTEM_CONF) & set(cluster), cluster

@@ -19,7 +19,9 @@ from clfeval.config import load_config, parse_config
 from clfeval.core.windows import WindowRange
 from clfeval.io import tables
 from clfeval.io.session import (
+    FAST_LOCAL,
     HUGE_METHOD_LIMIT,
+    LOCAL_FILE_SYSTEM_CONF,
     LOCAL_JVM_OPTIONS,
     MAX_OPEN_OUTPUT_FILES,
     RUN_CONF,
@@ -163,27 +165,33 @@ def test_run_settings_keep_fused_stages_within_what_hotspot_compiles(spark) -> N
     assert sum(counts.values()) == 40
 
 
-def test_local_sessions_use_the_parallel_collector(spark) -> None:
-    """local_small_conf's JVM option reaches the JVM the suite's session started
-    (a setting that silently stays unapplied would cost every local run)."""
+def test_default_sessions_get_no_jvm_options_or_file_system(spark) -> None:
+    """A user's session gets neither JVM flags nor a replaced file system: the
+    suite's JVM runs HotSpot's default collector (G1) and Hadoop's own local file
+    system, read back from the JVM."""
+    conf = local_small_conf("local[2]")
+    assert "spark.driver.extraJavaOptions" not in conf
+    assert not set(LOCAL_FILE_SYSTEM_CONF) & set(conf)
     beans = spark._jvm.java.lang.management.ManagementFactory.getGarbageCollectorMXBeans()
-    names = {bean.getName() for bean in beans}
-    assert names == {"PS Scavenge", "PS MarkSweep"}, names
+    assert {bean.getName() for bean in beans} != {"PS Scavenge", "PS MarkSweep"}
+    hadoop = spark._jsc.hadoopConfiguration()
+    local = spark._jvm.org.apache.hadoop.fs.FileSystem.getLocal(hadoop)
+    assert local.getClass().getName().startswith("org.apache.hadoop."), local.getClass()
 
 
-def test_local_sessions_use_smaller_jit_inlining_limits(spark) -> None:
-    """The JIT options of local_small_conf are in effect in the suite's JVM, set
-    when it started and below HotSpot's defaults (InlineSmallCode 2500,
-    FreqInlineSize 325); read back from the JVM, not from the setting."""
-    diagnostic = spark._jvm.java.lang.management.ManagementFactory.getPlatformMXBean(
-        spark._jvm.java.lang.Class.forName("com.sun.management.HotSpotDiagnosticMXBean")
-    )
+def test_the_fast_local_profile_is_opt_in_and_names_its_jit_limits() -> None:
+    """The benchmark profile sets the parallel collector and JIT inlining limits
+    below HotSpot's defaults (InlineSmallCode 2500, FreqInlineSize 325); an
+    unknown profile is refused."""
+    conf = local_small_conf("local[2]", FAST_LOCAL)
+    options = conf["spark.driver.extraJavaOptions"].split()
+    assert options == LOCAL_JVM_OPTIONS.split() and "-XX:+UseParallelGC" in options
     defaults = {"InlineSmallCode": 2500, "FreqInlineSize": 325}
     for name, default in defaults.items():
-        option = diagnostic.getVMOption(name)
-        assert option.getOrigin().toString() == "VM_CREATION", name
-        assert int(option.getValue()) < default, (name, option.getValue())
-        assert f"-XX:{name}={option.getValue()}" in LOCAL_JVM_OPTIONS.split()
+        value = next(int(o.split("=")[1]) for o in options if o.startswith(f"-XX:{name}="))
+        assert value < default, name
+    with pytest.raises(ValueError, match="profile"):
+        local_small_conf("local[2]", "turbo")
 
 
 def test_local_sessions_use_one_shuffle_partition_per_core(spark) -> None:
@@ -224,21 +232,61 @@ def test_own_shuffle_partitions_keep_adaptive_execution() -> None:
 
 
 def test_table_version_and_id_from_the_log_equal_delta_history(spark, tmp_path) -> None:
-    """The driver-side log read (no Spark job) gives what Delta's public API gives,
-    and is the path taken with the pinned Delta (a Delta upgrade that moves the
-    internal API fails here instead of silently running the slower fallback)."""
+    """The driver-side log read through the JVM adapter (no Spark job) and the log
+    files read with Spark's public readers (what a Spark Connect session uses)
+    give what Delta's public API gives; the adapter's path is the one taken with
+    the pinned Delta (a Delta upgrade that moves it fails here instead of silently
+    running the slower fallback)."""
+    from clfeval import jvm
+    from clfeval.io import delta_info
+
     loc = tables.TableLocation("t", path=str(tmp_path / "t"))
     assert tables.table_version(spark, loc) is None
+    assert delta_info._listed_version(spark, loc.path) is None
     (tmp_path / "plain").mkdir()
     spark.range(3).write.parquet(str(tmp_path / "plain" / "data"))
     plain = tables.TableLocation("plain", path=str(tmp_path / "plain"))
     assert tables.table_version(spark, plain) is None
     for n in range(3):
         spark.range(n + 1).write.format("delta").mode("append").save(loc.path)
-        assert tables._log_snapshot(spark, loc) is not None
+        assert jvm.delta_snapshot(spark, loc.path) is not None
         table = DeltaTable.forPath(spark, loc.path)
-        assert tables.table_version(spark, loc) == table.history(1).first()["version"] == n
-        assert tables.table_id(spark, loc) == table.detail().first()["id"]
+        history = table.history(1).first()["version"]
+        detail = table.detail().first()
+        assert tables.table_version(spark, loc) == history == n
+        assert delta_info._listed_version(spark, loc.path) == n
+        assert tables.table_id(spark, loc) == detail["id"]
+        assert delta_info._detail_from_log(spark, loc.path).table_id == detail["id"]
+    spark.sql(
+        "ALTER TABLE delta.`" + loc.path + "` SET TBLPROPERTIES (delta.enableChangeDataFeed = true)"
+    )
+    for found in (
+        delta_info.detail(spark, delta_info.TableRef(path=loc.path)),
+        delta_info._detail_from_log(spark, loc.path),
+    ):
+        assert found.properties.get("delta.enableChangeDataFeed") == "true"
+
+
+def test_table_id_from_a_checkpoint_when_the_commits_lack_metadata(spark, tmp_path) -> None:
+    """After log cleanup the newest commit files may hold no metaData action: the
+    id comes from the newest checkpoint, as Delta's own reader takes it."""
+    from clfeval.io import delta_info
+
+    path = str(tmp_path / "t")
+    for n in range(3):
+        spark.range(n + 1).write.format("delta").mode("append").save(path)
+    spark.sql("ALTER TABLE delta.`" + path + "` SET TBLPROPERTIES (delta.checkpointInterval = 2)")
+    for _ in range(3):
+        spark.range(1).write.format("delta").mode("append").save(path)
+    log = tmp_path / "t" / "_delta_log"
+    checkpoints = sorted(log.glob("*.checkpoint*.parquet"))
+    assert checkpoints, sorted(p.name for p in log.iterdir())
+    newest = int(checkpoints[-1].name[:20])
+    for commit in log.glob("*.json"):
+        if int(commit.stem) < newest:
+            commit.unlink()  # what log cleanup does, keeping the checkpoint
+    expected = DeltaTable.forPath(spark, path).detail().first()["id"]
+    assert delta_info._detail_from_log(spark, path).table_id == expected
 
 
 def demo_config(demo_output: Path, out: Path):
@@ -299,19 +347,6 @@ def test_output_tables_keep_statistics_of_the_model_columns_only(spark, demo_out
     assert runs and all("run_id" in stats["minValues"] for stats in runs)
 
 
-def _spy_row_replacements(monkeypatch) -> list[bool]:
-    """What each call of the one-commit finish of a run's row returned."""
-    results: list[bool] = []
-    replace = tables._replace_run_row
-
-    def spy(*args, **kwargs) -> bool:
-        results.append(replace(*args, **kwargs))
-        return results[-1]
-
-    monkeypatch.setattr(tables, "_replace_run_row", spy)
-    return results
-
-
 def _running_record(run_id: str) -> dict:
     return {
         "run_id": run_id,
@@ -349,16 +384,13 @@ FINAL_FIELDS = {
 
 
 def test_a_run_finishes_its_row_in_one_commit_that_replaces_the_rows_file(
-    spark, demo_output, tmp_path, monkeypatch
+    spark, demo_output, tmp_path
 ) -> None:
-    """The run's end is one commit that removes the file its running row was
-    appended in and adds the final row (no UPDATE that replays the log and scans
-    for the row): the path taken with the pinned Delta."""
-    replaced = _spy_row_replacements(monkeypatch)
+    """The run's end is one commit (Delta's public replaceWhere on the run id) that
+    removes the file its running row was appended in and adds the final row."""
     config = demo_config(demo_output, tmp_path / "out")
     run_evaluation(spark, config, log=lambda _: None)
     runs = tmp_path / "out" / "runs"
-    assert replaced == [True]
     started, finished = (log_actions(runs, "add", after_version=v - 1)[:1] for v in (0, 1))
     removed = log_actions(runs, "remove")
     assert [r["path"] for r in removed] == [started[0]["path"]]
@@ -369,29 +401,27 @@ def test_a_run_finishes_its_row_in_one_commit_that_replaces_the_rows_file(
     ]
 
 
-def test_the_one_commit_finish_writes_what_delta_update_writes(
-    spark, demo_output, tmp_path, monkeypatch
-) -> None:
-    """Two running rows finished with the same fields, one by the one-commit
-    replacement, one by Delta's UPDATE: every column but run_id and ended_at equal."""
-    replaced = _spy_row_replacements(monkeypatch)
+def test_finishing_one_run_leaves_the_other_runs_rows(spark, demo_output, tmp_path) -> None:
+    """Two running rows, one finished: the other keeps its row and fields; the
+    finished row has every field of the finish and the start's others."""
     config = demo_config(demo_output, tmp_path / "out")
-    first = {name: tables.start_run(spark, config, _running_record(name)) for name in ("a", "b")}
-    tables.finish_run(spark, config, _running_record("a"), FINAL_FIELDS, first["a"])
-    monkeypatch.setattr(tables, "_replace_run_row", lambda *args, **kwargs: False)
-    tables.finish_run(spark, config, _running_record("b"), FINAL_FIELDS, first["b"])
-    assert replaced == [True]
+    a, b = "a" * 32, "b" * 32
+    for run_id in (a, b):
+        tables.start_run(spark, config, _running_record(run_id))
+    tables.finish_run(spark, config, _running_record(a), FINAL_FIELDS)
     rows = {
         r["run_id"]: r.asDict(recursive=True)
         for r in spark.read.format("delta").load(str(tmp_path / "out" / "runs")).collect()
     }
-    ended = [row.pop("ended_at") for row in rows.values()]
-    # Both are the time of their finish: Python's clock, Spark's current_timestamp().
-    assert None not in ended and abs(ended[0] - ended[1]) < dt.timedelta(minutes=1)
-    for row in rows.values():
-        row.pop("run_id")
-    assert rows["a"] == rows["b"]
-    assert rows["a"]["status"] == "succeeded" and rows["a"]["input_versions"]["labels"] == 2
+    assert set(rows) == {a, b}
+    assert rows[b]["status"] == "running" and rows[b]["ended_at"] is None
+    done = rows[a]
+    assert done["ended_at"] is not None
+    for key, value in FINAL_FIELDS.items():
+        assert done[key] == value, key
+    assert done["input_versions"]["labels"] == 2 and done["mode"] == "range"
+    with pytest.raises(ValueError, match="hex"):
+        tables.finish_run(spark, config, _running_record("x' OR '1'='1"), FINAL_FIELDS)
 
 
 def test_a_repeated_run_generates_no_new_code(spark, demo_output, tmp_path) -> None:
@@ -407,18 +437,17 @@ def test_a_repeated_run_generates_no_new_code(spark, demo_output, tmp_path) -> N
 
 
 def test_a_running_row_sharing_its_file_is_updated_not_dropped(
-    spark, demo_output, tmp_path, monkeypatch
+    spark, demo_output, tmp_path
 ) -> None:
-    """When the runs table was compacted (OPTIMIZE put two running rows in one file),
-    the one-commit replacement does not apply (removing the file would drop the other
-    run's row): Delta's UPDATE sets the row instead."""
-    replaced = _spy_row_replacements(monkeypatch)
+    """When the runs table was compacted (OPTIMIZE put two running rows in one
+    file), finishing one run rewrites that file with the other run's row kept."""
     config = demo_config(demo_output, tmp_path / "out")
-    first = {name: tables.start_run(spark, config, _running_record(name)) for name in ("a", "b")}
+    a, b = "a" * 32, "b" * 32
+    for run_id in (a, b):
+        tables.start_run(spark, config, _running_record(run_id))
     runs = str(tmp_path / "out" / "runs")
     DeltaTable.forPath(spark, runs).optimize().executeCompaction()
     assert len(spark.read.format("delta").load(runs).inputFiles()) == 1
-    tables.finish_run(spark, config, _running_record("a"), FINAL_FIELDS, first["a"])
-    assert replaced == [False]
+    tables.finish_run(spark, config, _running_record(a), FINAL_FIELDS)
     statuses = {r["run_id"]: r["status"] for r in spark.read.format("delta").load(runs).collect()}
-    assert statuses == {"a": "succeeded", "b": "running"}
+    assert statuses == {a: "succeeded", b: "running"}

@@ -8,6 +8,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import jvm_scan_or_skip
 from pyspark.sql import functions as F
 
 from clfeval.config import parse_config
@@ -74,9 +75,7 @@ def random_predictions(rng: np.random.Generator, n: int) -> pd.DataFrame:
 
 
 def jvm_scan(spark, layout) -> aggregate.JvmScan:
-    scan = aggregate.jvm_scan(spark, layout)
-    assert scan is not None, "clfeval's JVM scan is not on the classpath: run `make jar`"
-    return scan
+    return jvm_scan_or_skip(spark, layout)
 
 
 @pytest.mark.parametrize("aggregation", ["sql", "jvm"])

@@ -15,18 +15,23 @@ from clfeval.errors import (
     EXIT_UNEXPECTED,
     ClfevalError,
     ConfigError,
+    EmptySelectionError,
 )
 
 EVALUATE_HELP = """\
-Evaluate a binary classifier's predictions (a Delta table) and write Delta
-tables of metrics under output.path (or output.catalog_schema):
+Evaluate a classifier's predictions (a Delta table) and write Delta tables of
+metrics under output.path (or output.catalog_schema). Binary models
+(task.type = "binary": a score of the positive class) and multiclass models
+(task.type = "multiclass": a probability per class in task.classes).
 
   score_histograms    mergeable daily per-bin states (model x version x slice x day)
-  confusion_matrices  counts and weights at every operating threshold
+  confusion_matrices  counts and weights at every operating threshold (K x K: multiclass)
   metrics             long format: metric, class_label, threshold, value, bounds, counts
-  curves              ROC and PR points with their thresholds
-  runs                one row per run: status, input version, rows read, rejects
+  curves              ROC and PR points with their thresholds (per class: multiclass)
+  runs                one row per run: status, input versions, rows read, rejects
   alerts              fired [[alerts]] rules with the values compared (when rules exist)
+  metric_changes      each metric's change against the previous window (output.drift)
+  quarantine          rejected input rows with their reason (output.quarantine)
 
 Which days: with --start-date/--end-date, those days; with --full, every day;
 otherwise (the nightly default) only the days whose predictions or labels
@@ -43,7 +48,13 @@ exit codes:
   4  too many rejected rows (run.max_reject_fraction); nothing was written
   5  with --fail-on-alert: the run succeeded and at least one alert rule fired
   6  concurrent runs kept committing to the same windows (run.max_attempts)
+  7  unsupported Spark version (supported: 3.5, 4.0, 4.2)
+  8  output location not writable, not a Delta table, or unreadable
+  9  with --fail-on-empty: the selection matched no input rows
   1  unexpected failure
+
+The console shows clfeval's lines only; Spark's own output (dependency
+resolution, logs) goes to a file named at the end (--verbose: to the console).
 """
 
 EVALUATE_EPILOG = """\
@@ -52,6 +63,7 @@ examples:
   python jobs/evaluate.py --config conf/demo.toml --full       # every day
   python jobs/evaluate.py --config conf/demo.toml --start-date 2026-11-01 --end-date 2026-11-07
   python jobs/evaluate.py --config conf/demo.toml --set metrics.thresholds='[0.1, 0.5]'
+  python jobs/evaluate.py --config conf/demo.toml --json > result.json   # for orchestrators
   spark-submit --packages io.delta:delta-spark_4.2_2.13:4.4.0 jobs/evaluate.py --config ...
 """
 
@@ -111,6 +123,22 @@ def evaluate_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit with code 5 when an alert rule fired (tables are written either way)",
     )
+    p.add_argument(
+        "--fail-on-empty",
+        action="store_true",
+        help="exit with code 9 when the selection (dates, input.models) matched no input row "
+        "(default: a warning, exit 0)",
+    )
+    shown = p.add_mutually_exclusive_group()
+    shown.add_argument(
+        "--verbose", action="store_true", help="Spark's own output on the console too"
+    )
+    shown.add_argument("--quiet", action="store_true", help="print only the final tally")
+    shown.add_argument(
+        "--json",
+        action="store_true",
+        help="print only the run's result as one JSON object (for orchestrators)",
+    )
     return p
 
 
@@ -134,41 +162,93 @@ def format_table(rows: list[dict], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
+SHOWN_ALERTS = 5
+
+
 def print_summary(result) -> None:
-    print()
-    print(f"run {result.run_id}: {result.status}")
-    print(f"mode: {result.mode}")
-    for w in result.windows:
-        print(f"windows: {w.granularity:<12} {w.first} .. {w.last}")
-    print(
-        f"rows read {result.rows_read:,}, evaluated {result.rows_evaluated:,}, "
-        f"rejected {result.rows_rejected:,}"
-    )
-    for reason, n in sorted(result.reject_counts.items()):
-        print(f"  rejected: {reason:<30} {n:,}")
+    """Whole-window figures per model version, the rejects and fired alerts."""
     if result.summary:
         print()
         columns = list(result.summary[0])
         print(format_table(result.summary, columns))
+    if result.reject_counts:
+        reasons = ", ".join(f"{r} {n:,}" for r, n in sorted(result.reject_counts.items()))
+        print(f"rejected rows: {reasons}")
     if result.alerts:
-        print()
-        print(f"{len(result.alerts)} alert(s) fired:")
+        print(f"{len(result.alerts)} alert(s) fired (table alerts), the first:")
         columns = ["rule", "model_version", "slice_key", "slice_value", "window_start"]
-        columns += ["metric", "value", "condition", "limit", "baseline_value"]
-        print(format_table(result.alerts[:20], columns))
-    print()
+        columns += ["metric", "value", "condition", "limit"]
+        print(format_table(result.alerts[:SHOWN_ALERTS], columns))
 
 
-def run_guarded(job: Callable[[], int]) -> int:
-    """Run a job body; its errors become one message on stderr and the exit code."""
+def tally(result, output: str, log: str | None) -> list[str]:
+    """The run in two or three lines: what it did and where the tables went."""
+    windows = "; ".join(f"{w.granularity} {w.first}..{w.last}" for w in result.windows)
+    lines = [
+        f"run {result.run_id} {result.status} ({result.mode}): {result.rows_read:,} rows read, "
+        f"{result.rows_evaluated:,} evaluated, {result.rows_rejected:,} rejected"
+        + (f"; windows {windows}" if windows else ""),
+    ]
+    if log:
+        lines.append(f"Spark's log: {log}")
+    written = ", ".join(sorted(result.output_versions)) or "none"
+    lines.append(f"tables written to {output}: {written}")
+    return lines
+
+
+def result_json(result, output: str) -> str:
+    """The run's result for orchestrators (one JSON object)."""
+    import json
+
+    return json.dumps(
+        {
+            "run_id": result.run_id,
+            "status": result.status,
+            "mode": result.mode,
+            "rows_read": result.rows_read,
+            "rows_evaluated": result.rows_evaluated,
+            "rows_rejected": result.rows_rejected,
+            "reject_counts": result.reject_counts,
+            "windows": [
+                {"granularity": w.granularity, "first": str(w.first), "last": str(w.last)}
+                for w in result.windows
+            ],
+            "output": output,
+            "output_versions": result.output_versions,
+            "alerts": len(result.alerts),
+            "empty_selection": result.empty_selection,
+            "summary": result.summary,
+        },
+        default=str,
+    )
+
+
+def run_guarded(job: Callable[[], int], verbose: bool = False) -> int:
+    """Run a job body; its errors become one message on stderr and the exit code.
+
+    An unexpected failure prints its first line and where its whole traceback
+    went (a file; on the console too with ``verbose``)."""
     try:
         return job()
     except ClfevalError as exc:
         print(exc.message(), file=sys.stderr)
         return exc.exit_code
-    except Exception:
-        traceback.print_exc()
-        print("clfeval: unexpected failure (see the traceback above)", file=sys.stderr)
+    except Exception as exc:
+        import tempfile
+
+        text = traceback.format_exc()
+        first = (str(exc).strip().splitlines() or [""])[0][:500]
+        with tempfile.NamedTemporaryFile(
+            "w", prefix="clfeval-failure-", suffix=".txt", delete=False
+        ) as out:
+            out.write(text)
+        if verbose:
+            print(text, file=sys.stderr)
+        print(
+            f"clfeval: unexpected failure: {type(exc).__name__}: {first} "
+            f"(the whole traceback is in {out.name})",
+            file=sys.stderr,
+        )
         return EXIT_UNEXPECTED
 
 
@@ -183,17 +263,42 @@ def evaluate_main(argv: list[str] | None = None) -> int:
             raise ConfigError(
                 [f"--start-date {args.start_date} is after --end-date {args.end_date}"]
             )
-        from clfeval.io.session import build_session
+        if args.full and (args.start_date or args.end_date):
+            raise ConfigError(
+                ["--full evaluates every day: give it without --start-date/--end-date"]
+            )
+        from clfeval.io.session import build_session, spark_log
         from clfeval.pipeline import run_evaluation
 
-        spark = build_session("clfeval-evaluate", master=args.master, timezone=config.run.timezone)
-        result = run_evaluation(spark, config, args.start_date, args.end_date, full=args.full)
-        print_summary(result)
+        quiet = not args.verbose
+        spark = build_session(
+            "clfeval-evaluate", master=args.master, timezone=config.run.timezone, quiet=quiet
+        )
+        log_file = str(spark_log()) if quiet and spark_log().exists() else None
+        phases = not (args.quiet or args.json)
+        result = run_evaluation(
+            spark,
+            config,
+            args.start_date,
+            args.end_date,
+            full=args.full,
+            log=print if phases else (lambda _: None),
+            live=phases and sys.stdout.isatty(),
+        )
+        output = config.output.catalog_schema or config.output.path
+        if args.json:
+            print(result_json(result, output))
+        else:
+            if phases:
+                print_summary(result)
+            print("\n".join(tally(result, output, log_file)))
+        if args.fail_on_empty and result.empty_selection:
+            raise EmptySelectionError([result.empty_selection])
         if args.fail_on_alert and result.alerts:
             return EXIT_ALERT
         return EXIT_OK
 
-    return run_guarded(job)
+    return run_guarded(job, verbose=args.verbose)
 
 
 def generate_demo_main(argv: list[str] | None = None) -> int:
@@ -327,6 +432,12 @@ def views_main(argv: list[str] | None = None) -> int:
         spark = build_session("clfeval-views", master=args.master, timezone=config.run.timezone)
         for view in tables.create_latest_views(spark, config):
             print(f"[clfeval] created view {view}")
+        if config.output.catalog_schema is None and not tables.views_persist(spark):
+            print(
+                "[clfeval] the session has no persistent catalog "
+                "(spark.sql.catalogImplementation=in-memory): the views last as long as it does; "
+                "set output.catalog_schema for views in your catalog"
+            )
         return EXIT_OK
 
     return run_guarded(job)

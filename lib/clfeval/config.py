@@ -32,6 +32,7 @@ QUALIFIED_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){
 SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]*$")
 MAX_CLASSES = 200
+MAX_THRESHOLDS = 100
 GRANULARITY_NAME = re.compile(r"^(day|week|month|rolling_([2-9]|[1-9][0-9]|[1-3][0-9][0-9]))$")
 PREFIX = re.compile(r"^[A-Za-z0-9_]*$")
 
@@ -230,10 +231,19 @@ def _did_you_mean(name: str, choices: list[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+# A value that starts like a TOML string, array or inline table must parse as one:
+# a missing closing quote would otherwise become a literal text such as '"/data'.
+_TOML_OPENERS = ('"', "'", "[", "{")
+
+
 def _parse_override_value(text: str) -> Any:
+    """The TOML value of ``text``, or ``text`` itself when it is bare text
+    (``input.path=/data/p``); ValueError for a malformed quoted or bracketed value."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
+    except tomllib.TOMLDecodeError as exc:
+        if text.startswith(_TOML_OPENERS):
+            raise ValueError(str(exc)) from None
         return text
 
 
@@ -253,7 +263,10 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], problems: list[st
         if not isinstance(raw[section], dict):
             problems.append(f"{section}: expected a table")
             continue
-        raw[section][key] = _parse_override_value(text.strip())
+        try:
+            raw[section][key] = _parse_override_value(text.strip())
+        except ValueError as exc:
+            problems.append(f"--set {item!r}: the value is not valid TOML ({exc})")
 
 
 def _check_type(path: str, value: Any, annotation: str, problems: list[str]) -> Any:
@@ -485,6 +498,11 @@ def _semantic_problems(c: Config) -> list[str]:
             p.append(f"metrics.thresholds[{n}]: {t} must lie in (0, 1] (the bin range)")
     if len(set(m.thresholds)) != len(m.thresholds):
         p.append("metrics.thresholds: duplicate thresholds")
+    if len(m.thresholds) > MAX_THRESHOLDS:
+        p.append(
+            f"metrics.thresholds: {len(m.thresholds)} thresholds, at most {MAX_THRESHOLDS} "
+            "(every threshold is a bin edge, a confusion matrix and metric rows per group)"
+        )
     if not 0.5 <= m.confidence_level < 1.0:
         p.append(f"metrics.confidence_level: {m.confidence_level} must lie in [0.5, 1)")
     if not 2 <= m.calibration_bins <= 100:
@@ -539,6 +557,7 @@ def _semantic_problems(c: Config) -> list[str]:
         p.append(f"output.table_prefix: {o.table_prefix!r} may only hold letters, digits and _")
     if not o.path:
         p.append("output.path: must not be empty")
+    p += _nesting_problems(c)
     r = c.run
     if r.initial_lookback_days < 0:
         p.append(f"run.initial_lookback_days: {r.initial_lookback_days} must be >= 0 (0: all days)")
@@ -553,15 +572,52 @@ def _semantic_problems(c: Config) -> list[str]:
     return p
 
 
+def _normalized_location(path: str) -> str:
+    """A path as a comparable location: local paths absolute, no trailing slash."""
+    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*):", path)
+    if scheme is None or scheme.group(1).lower() == "file":
+        local = path.split(":", 1)[1] if scheme else path
+        return "file:" + str(Path(local).expanduser().resolve())
+    return path.rstrip("/")
+
+
+def _nesting_problems(c: Config) -> list[str]:
+    """The output folder must not be, contain or lie inside an input table: a
+    routine VACUUM of the predictions would delete the output tables' files."""
+    if c.output.catalog_schema or not c.output.path:
+        return []
+    out = _normalized_location(c.output.path)
+    problems = []
+    for key, path in (("input.path", c.input.path), ("labels.path", c.labels.path)):
+        if not path:
+            continue
+        inp = _normalized_location(path)
+        if out == inp or out.startswith(inp + "/") or inp.startswith(out + "/"):
+            problems.append(
+                f"output.path: {c.output.path!r} and {key} {path!r} are the same folder or one "
+                "lies inside the other; put the output tables outside the input table "
+                "(VACUUM of the input would delete them)"
+            )
+    return problems
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
     """Read a TOML file (or start from defaults), apply overrides, validate."""
     problems: list[str] = []
     raw: dict[str, Any] = {}
     if path is not None:
         try:
-            raw = tomllib.loads(Path(path).read_text())
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError([f"--config: file {str(path)!r} does not exist"]) from None
+        except IsADirectoryError:
+            raise ConfigError(
+                [f"--config: {str(path)!r} is a directory, not a TOML file"]
+            ) from None
+        except UnicodeDecodeError:
+            raise ConfigError([f"--config: {str(path)!r} is not a text (UTF-8) file"]) from None
+        except OSError as exc:
+            raise ConfigError([f"--config: {str(path)!r} cannot be read: {exc.strerror}"]) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError([f"--config: {path} is not valid TOML: {exc}"]) from None
     apply_overrides(raw, overrides or [], problems)

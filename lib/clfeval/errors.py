@@ -56,3 +56,34 @@ class ConcurrentRunError(ClfevalError):
 
     exit_code = EXIT_CONFLICT
     title = "concurrent runs"
+
+
+EXIT_ENVIRONMENT = 7
+
+
+class UnsupportedSparkError(ClfevalError):
+    """The session's Spark is not one of the supported lines."""
+
+    exit_code = EXIT_ENVIRONMENT
+    title = "unsupported Spark"
+
+
+EXIT_OUTPUT = 8
+
+
+class OutputError(ClfevalError):
+    """An output location that cannot hold clfeval's tables: not writable, a
+    folder that is not a Delta table, or a Delta table that cannot be read."""
+
+    exit_code = EXIT_OUTPUT
+    title = "output location"
+
+
+EXIT_EMPTY = 9  # only with --fail-on-empty: the selection matched no input rows
+
+
+class EmptySelectionError(ClfevalError):
+    """With --fail-on-empty: the run's selection matched no input rows."""
+
+    exit_code = EXIT_EMPTY
+    title = "nothing to evaluate"

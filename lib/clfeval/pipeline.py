@@ -28,6 +28,7 @@ from clfeval.errors import ConfigError, RejectLimitError
 from clfeval.io import session, tables
 from clfeval.run import commit, monitoring, plan, publish
 from clfeval.run.context import Log, Phases, RunContext, RunResult
+from clfeval.run.progress import TaskProgress
 from clfeval.spark import aggregate
 from clfeval.tasks import task_for
 
@@ -41,23 +42,28 @@ def run_evaluation(
     end: dt.date | None = None,
     log: Log = print,
     full: bool = False,
+    live: bool = False,
 ) -> RunResult:
     """Evaluate and write every table.
 
     With ``start``/``end``: the input days in [start, end]. With ``full``: every
     day. Otherwise incremental: the days whose input (predictions or labels)
     changed since the last successful incremental/full run of this config.
+    ``log`` receives the console lines; ``live``: it is a terminal (a progress
+    line is redrawn in place).
     """
     if start is not None and end is not None and start > end:
         raise ConfigError([f"--start-date {start} is after --end-date {end}"])
+    session.check_spark_version(spark)
     task = task_for(config)
-    ctx = RunContext(spark, config, task, Phases(log))
+    ctx = RunContext(spark, config, task, Phases(log, live))
     with session.run_settings(spark, {**session.RUN_CONF, **task.session_settings()}):
         return _evaluate(ctx, start, end, full)
 
 
 def _evaluate(ctx: RunContext, start: dt.date | None, end: dt.date | None, full: bool) -> RunResult:
     ctx.spark.conf.set("spark.sql.session.timeZone", ctx.config.run.timezone)
+    tables.check_output_location(ctx.spark, ctx.config)
     ctx.phase(f"checking input {tables.input_location(ctx.config)}")
     sources = plan.read_sources(ctx)
     day_plan = plan.plan_days(ctx, sources, start, end, full)
@@ -96,24 +102,29 @@ def _scan_and_publish(
     task, config = ctx.task, ctx.config
     selected = plan.selected_rows(ctx, sources, day_plan)
     rows = task.normalize(selected)
-    jvm = aggregate.jvm_scan(ctx.spark, ctx.layout)
-    ctx.phase(f"scanning input: {task.scan_description(rows, jvm)}")
+    jvm, why_not = aggregate.jvm_scan(ctx.spark, ctx.layout)
+    ctx.phase(f"scanning input: {task.scan_description(rows, jvm, why_not)}")
     states = task.scan(rows, jvm).persist()
     fresh: DataFrame | None = None
     try:
-        per_day = aggregate.reject_counts(states).collect()
+        with TaskProgress(ctx.spark, ctx.phase, "scanning input"):
+            per_day = aggregate.reject_counts(states).collect()
         record.wait_started()
         _count_rows(per_day, result)
+        excluded = f", {result.rows_excluded:,} left out by input.filter"
         ctx.phase(
             f"read {result.rows_read:,} rows: {result.rows_evaluated:,} evaluated, "
-            f"{result.rows_rejected:,} rejected"
+            f"{result.rows_rejected:,} rejected" + (excluded if result.rows_excluded else "")
         )
-        if result.rows_read == 0 and day_plan.days is None:
-            ctx.phase("no input rows in the date range: nothing to write")
-            return
+        if result.rows_read == 0:
+            result.empty_selection = plan.describe_empty(ctx, sources, day_plan)
+            ctx.phase(f"warning: {result.empty_selection}: nothing to write")
+            if day_plan.days is None:
+                return
         _check_reject_limit(config, result)
-        if config.output.quarantine and result.rows_rejected > 0:
-            ctx.phase(f"writing {result.rows_rejected:,} rejected rows to quarantine")
+        if config.output.quarantine and result.rows_rejected + result.rows_excluded > 0:
+            quarantined_rows = result.rows_rejected + result.rows_excluded
+            ctx.phase(f"writing {quarantined_rows:,} rejected rows to quarantine")
             quarantined = task.rejected_rows(selected, result.run_id)
             result.output_versions["quarantine"] = commit.retrying(
                 ctx,
@@ -162,7 +173,7 @@ def _count_rows(per_day: list, result: RunResult) -> None:
         if r["reject_reason"]:
             reason = r["reject_reason"]
             result.reject_counts[reason] = result.reject_counts.get(reason, 0) + int(r["n_rows"])
-    result.rows_evaluated = result.rows_read - result.rows_rejected
+    result.rows_evaluated = result.rows_read - result.rows_rejected - result.rows_excluded
 
 
 def _check_reject_limit(config: Config, result: RunResult) -> None:

@@ -273,7 +273,14 @@ REJECT_REASONS = _catalog(
     RejectReason("nan_weight", "weight is NaN"),
     RejectReason("infinite_weight", "weight is infinite"),
     RejectReason("negative_weight", "weight is negative"),
+    RejectReason(
+        "weight_out_of_range",
+        "weight is not 0 and outside [1e-100, 1e100] (sums of such weights over- or underflow)",
+    ),
 )
+# Nonzero weights outside [MIN_WEIGHT, MAX_WEIGHT] are rejected (weight_out_of_range).
+MIN_WEIGHT = 1e-100
+MAX_WEIGHT = 1e100
 EXCLUDED_BY_FILTER = "excluded_by_filter"
 UNLABELED = "unlabeled"
 NOT_BAD_REASONS = tuple(r.name for r in REJECT_REASONS.values() if not r.counts_toward_limit)

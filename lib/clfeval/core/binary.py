@@ -190,10 +190,17 @@ def threshold_metrics(c: Confusion, beta: float) -> list[MetricValue]:
 
     recall = ratio(tp, tp + fn)
     specificity = ratio(tn, tn + fp)
-    mcc_den = math.sqrt(max((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn), 0.0))
+    # MCC on the shares of the total weight: the same value (it is scale-free), and
+    # its product of four sums neither overflows nor underflows for extreme weights.
+    if total > 0:
+        s_tp, s_fp, s_tn, s_fn = tp / total, fp / total, tn / total, fn / total
+    else:
+        s_tp = s_fp = s_tn = s_fn = 0.0
+    mcc_num = s_tp * s_tn - s_fp * s_fn
+    mcc_den = math.sqrt(max((s_tp + s_fp) * (s_tp + s_fn) * (s_tn + s_fp) * (s_tn + s_fn), 0.0))
     if total > 0:
         p_o = (tp + tn) / total
-        p_e = ((tp + fp) * (tp + fn) + (fn + tn) * (fp + tn)) / (total * total)
+        p_e = (s_tp + s_fp) * (s_tp + s_fn) + (s_fn + s_tn) * (s_fp + s_tn)
         kappa = m("cohen_kappa", p_o - p_e, 1.0 - p_e)
     else:
         kappa = MetricValue("cohen_kappa", None, c.threshold)
@@ -208,7 +215,7 @@ def threshold_metrics(c: Confusion, beta: float) -> list[MetricValue]:
         m("npv", tn, tn + fn),
         m("f1", 2 * tp, 2 * tp + fp + fn),
         m(f"f_beta_{beta:g}", (1 + b2) * tp, (1 + b2) * tp + b2 * fn + fp),
-        m("mcc", tp * tn - fp * fn, mcc_den),
+        m("mcc", mcc_num, mcc_den),
         MetricValue("balanced_accuracy", balanced, c.threshold),
         kappa,
         m("predicted_positive_rate", tp + fp, total),
@@ -265,13 +272,17 @@ class AucInterval:
 
 
 def roc_auc(state: BinaryState) -> AucInterval | None:
-    """Binned ROC AUC (trapezoid, ties within a bin) with its guaranteed interval."""
+    """Binned ROC AUC (trapezoid, ties within a bin) with its guaranteed interval.
+
+    Computed on each class's shares of its own weight (``w_pos / P``, ``w_neg /
+    N``), so that the value is scale-free and P·N never over- or underflows."""
     P, N = state.positive_weight, state.negative_weight
-    if P <= 0 or N <= 0:
+    if not (0 < P < math.inf and 0 < N < math.inf):
         return None
-    neg_below = np.cumsum(state.w_neg) - state.w_neg
-    lower = float(np.dot(state.w_pos, neg_below)) / (P * N)
-    tied = float(np.dot(state.w_pos, state.w_neg)) / (P * N)
+    pos, neg = state.w_pos / P, state.w_neg / N
+    neg_below = np.cumsum(neg) - neg
+    lower = float(np.dot(pos, neg_below))
+    tied = float(np.dot(pos, neg))
     # clip: summation order can put a perfect separation at 1 + 1e-16
     lower, upper = min(lower, 1.0), min(lower + tied, 1.0)
     return AucInterval(min((lower + upper) / 2, 1.0), lower, upper)

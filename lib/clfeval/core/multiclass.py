@@ -285,16 +285,22 @@ def confusion_metrics(
             None, MetricValue("balanced_accuracy", float(recalls.mean()) if recalls.size else None)
         )
     )
-    s2 = total * total
-    cov_tp = correct * total - float(np.dot(support, predicted))
-    den = (s2 - float(np.dot(predicted, predicted))) * (s2 - float(np.dot(support, support)))
+    # On shares of the total weight: the same (scale-free) value, and no product of
+    # sums that over- or underflows for extreme weights.
+    if total > 0:
+        c_share, t_share, p_share = correct / total, support / total, predicted / total
+        cov_tp = c_share - float(np.dot(t_share, p_share))
+        den = (1.0 - float(np.dot(p_share, p_share))) * (1.0 - float(np.dot(t_share, t_share)))
+    else:
+        cov_tp, den = 0.0, 0.0
+    den = max(den, 0.0)
     out.append(
         ClassMetric(
             None, MetricValue("mcc", ratio(cov_tp, np.sqrt(den)), None, cov_tp, np.sqrt(den))
         )
     )
     if total > 0:
-        p_o, p_e = correct / total, float(np.dot(support, predicted)) / s2
+        p_o, p_e = correct / total, float(np.dot(support / total, predicted / total))
         out.append(
             ClassMetric(
                 None,

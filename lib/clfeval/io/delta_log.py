@@ -24,12 +24,11 @@ import posixpath
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from delta.tables import DeltaTable
 from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from clfeval.io.tables import TableLocation, _delta_table, error_mentions
+from clfeval.io.tables import TableLocation, error_mentions, storage_location, table_properties
 
 CDF_PROPERTY = "delta.enableChangeDataFeed"
 # Errors of reading a data file that no longer exists (VACUUM removed it).
@@ -60,14 +59,6 @@ class FileChanges:
         return values
 
 
-def storage_location(spark: SparkSession, loc: TableLocation) -> str:
-    """Where the table's files are (a catalog table's location from DESCRIBE DETAIL)."""
-    table = _delta_table(spark, loc)
-    if table is None:
-        raise FileNotFoundError(f"{loc} is not a Delta table")
-    return str(table.detail().select("location").first()[0])
-
-
 def file_changes(
     spark: SparkSession, location: str, after_version: int, to_version: int
 ) -> FileChanges | None:
@@ -82,8 +73,13 @@ def file_changes(
     try:
         lines = spark.read.text(commits)
         actions = lines.select(
+            F.col("_metadata.file_name").alias("commit"),
             F.get_json_object("value", "$.add.path").alias("added"),
             F.get_json_object("value", "$.remove.path").alias("removed"),
+            F.coalesce(
+                F.get_json_object("value", "$.add.dataChange"),
+                F.get_json_object("value", "$.remove.dataChange"),
+            ).alias("data_change"),
             F.coalesce(
                 F.get_json_object("value", "$.add.partitionValues"),
                 F.get_json_object("value", "$.remove.partitionValues"),
@@ -92,15 +88,54 @@ def file_changes(
         rows = actions.collect()
     except PySparkException:  # PATH_NOT_FOUND: the log was cleaned up
         return None
+    return _net_changes(rows)
+
+
+def _net_changes(rows: list) -> FileChanges:
+    """The data files whose rows changed, from the add/remove actions of a range
+    of commits (``commit``: the commit file's name, which orders them).
+
+    Actions with ``dataChange = false`` (OPTIMIZE, auto compaction, a rewrite that
+    leaves the rows as they were) change no row: left out, so that compaction
+    does not make every day look changed. But rows move with them: a rewrite of a
+    file this range added makes its new files added too, and a file this range
+    rewrote and then removed for real is followed back to the files it came from,
+    which the earlier snapshot holds."""
 
     def name(path: str) -> str:
         return posixpath.basename(unquote(path))
 
-    return FileChanges(
-        frozenset(name(r["added"]) for r in rows if r["added"]),
-        frozenset(name(r["removed"]) for r in rows if r["removed"]),
-        tuple(json.loads(r["partitions"] or "{}") for r in rows),
-    )
+    added: set[str] = set()
+    removed: set[str] = set()
+    partitions: list[dict[str, str | None]] = []
+    origins: dict[str, set[str]] = {}  # file -> the files a rewrite in range made it from
+    commits: dict[str, list] = {}
+    for r in rows:
+        commits.setdefault(r["commit"], []).append(r)
+    for commit in sorted(commits):
+        actions = commits[commit]
+        rewrite = [r for r in actions if str(r["data_change"]).lower() == "false"]
+        rewritten_from = {name(r["removed"]) for r in rewrite if r["removed"]}
+        for r in rewrite:
+            if r["added"]:
+                made = name(r["added"])
+                sources = set()
+                for old in rewritten_from:
+                    sources |= origins.get(old, {old})
+                origins[made] = sources
+                if rewritten_from & added:
+                    added.add(made)
+                    partitions.append(json.loads(r["partitions"] or "{}"))
+        for r in actions:
+            if str(r["data_change"]).lower() == "false":
+                continue
+            if r["added"]:
+                added.add(name(r["added"]))
+            if r["removed"]:
+                gone = name(r["removed"])
+                removed |= origins.get(gone, {gone})
+            partitions.append(json.loads(r["partitions"] or "{}"))
+    return FileChanges(frozenset(added), frozenset(removed), tuple(partitions))
 
 
 def _file_in(names: frozenset[str]):
@@ -116,9 +151,8 @@ def _read_version(spark: SparkSession, location: str, version: int | None) -> Da
     return reader.load(location)
 
 
-def _records_change_data(spark: SparkSession, location: str) -> bool:
-    table = DeltaTable.forPath(spark, location)
-    properties = table.detail().select("properties").first()[0] or {}
+def _records_change_data(spark: SparkSession, loc: TableLocation) -> bool:
+    properties = table_properties(spark, loc)
     return str(properties.get(CDF_PROPERTY, "false")).lower() == "true"
 
 
@@ -139,7 +173,7 @@ def changed_rows(
     """
     location = storage_location(spark, loc)
     current = _read_version(spark, location, to_version)
-    if _records_change_data(spark, location):
+    if _records_change_data(spark, loc):
         try:
             feed = (
                 spark.read.format("delta")

@@ -5,7 +5,7 @@ first columns (``add.stats`` in the log). Delta's own data skipping trusts them
 to leave files out of a query, so a reader may trust them as much.
 
 Read here: the range of a date-partitioned table's event times, file by file,
-from which ``pipeline`` decides whether every file holds only times of its
+from which ``run.plan.partition_days`` decides whether every file holds only times of its
 partition's day. Then the scan takes each row's event day from the partition
 value (a constant per file) and never decodes the event times (INT96
 timestamps, Spark's default, are converted row by row: ~0.5 s of a 20M-row
@@ -18,10 +18,11 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from clfeval.io.tables import TableLocation, _log_snapshot
+from clfeval import jvm
+from clfeval.io.tables import TableLocation
 
 # Delta truncates timestamps in statistics down to milliseconds (PROTOCOL.md,
 # "Per-file Statistics"): a file's true maximum lies below its recorded one + 1 ms.
@@ -65,12 +66,12 @@ def file_times(
     Raises FileTimesError where the log is not reachable on the driver (a catalog
     table, Spark Connect) or the table moved past ``version``.
     """
-    snapshot = _log_snapshot(spark, loc)
+    snapshot = jvm.delta_snapshot(spark, loc.path)
     if snapshot is None:
         raise FileTimesError("the table's log is not reachable from the driver")
-    if int(snapshot.version()) != version:
+    if snapshot.version != version:
         raise FileTimesError("the table changed since it was read")
-    files = DataFrame(snapshot.allFiles().toDF(), spark)
+    files = snapshot.files()
     partition = F.col("partitionValues")[F.lit(partition_column)]
     if days is not None:
         files = files.where(partition.cast("date").isin(*[F.lit(d) for d in days]))

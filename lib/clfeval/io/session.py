@@ -1,11 +1,16 @@
-"""Building a SparkSession with Delta Lake.
+"""Building a SparkSession with Delta Lake, and the supported Spark lines.
 
 Locally (``python jobs/...``) the session is built here and Delta's jars come
 from Maven Central through delta-spark's ``configure_spark_with_delta_pip``
-(Ivy caches them under ``~/.ivy2.5.2``). Under ``spark-submit`` the JVM already
-exists, so jars and static SQL settings must come from the command line
-(``--packages io.delta:delta-spark_4.2_2.13:4.4.0`` and the two ``--conf``
-lines in the README); ``getOrCreate`` then returns that session.
+(Ivy caches them). Under ``spark-submit`` the JVM already exists, so jars and
+static SQL settings must come from the command line (``--packages`` with
+``DELTA_PACKAGE`` and the two ``--conf`` lines of ``DELTA_CONF``, see
+docs/deploy.md); ``getOrCreate`` then returns that session.
+
+A session gets no JVM options and keeps Hadoop's own file systems. The
+``fast-local`` profile (``build_session(profile=...)``, ``CLFEVAL_PROFILE``)
+is an opt-in for one-machine benchmarks: it adds JIT and garbage-collector
+options and clfeval's local file system (``LOCAL_PROFILE``).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import tempfile
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,20 +26,41 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from clfeval import jvm
+from clfeval.errors import UnsupportedSparkError
 
-def _delta_package() -> str:
-    """The Maven coordinate delta-spark asks for (as configure_spark_with_delta_pip does)."""
+# The Spark lines clfeval is tested on (README, "Supported Spark"), each with its
+# Delta line: Spark 3.5 + Delta 3.3 (Scala 2.12), 4.0 + Delta 4.0, 4.2 + Delta 4.4.
+SUPPORTED_SPARK_LINES = ("3.5", "4.0", "4.2")
+
+
+def delta_package(spark_version: str, delta_version: str) -> str:
+    """The Maven coordinate of Delta's jar for a pyspark and delta-spark version,
+    as delta-spark's ``configure_spark_with_delta_pip`` asks for it: Delta 3.x is
+    built for Scala 2.12, 4.0 for Scala 2.13, 4.1 and later per Spark line."""
+    spark_line = spark_line_of(spark_version)
+    major, minor = (int(x) for x in delta_version.split(".")[:2])
+    if major < 4:
+        return f"io.delta:delta-spark_2.12:{delta_version}"
+    if (major, minor) == (4, 0):
+        return f"io.delta:delta-spark_2.13:{delta_version}"
+    return f"io.delta:delta-spark_{spark_line}_2.13:{delta_version}"
+
+
+def spark_line_of(version: str) -> str:
+    """``major.minor`` of a version text ('4.2.0' -> '4.2')."""
+    return ".".join(version.split(".")[:2])
+
+
+def _installed_delta_package() -> str:
     from importlib.metadata import version
 
-    spark = ".".join(version("pyspark").split(".")[:2])
-    return f"io.delta:delta-spark_{spark}_2.13:{version('delta-spark')}"
+    return delta_package(version("pyspark"), version("delta-spark"))
 
 
-DELTA_PACKAGE = _delta_package()
+DELTA_PACKAGE = _installed_delta_package()
 
-# clfeval's JVM scan (jvm/ in the repository; `make jar` builds it against the
-# installed pyspark's jars). Optional: without it the scan runs in Spark SQL.
-AGGREGATORS_JAR = Path(__file__).resolve().parents[1] / "jars" / "clfeval-aggregators.jar"
+AGGREGATORS_JAR = jvm.AGGREGATORS_JAR
 
 DELTA_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
@@ -101,12 +128,15 @@ def _jar_has_file_system() -> bool:
 LOCAL_JVM_OPTIONS = "-XX:+UseParallelGC -XX:InlineSmallCode=1500 -XX:FreqInlineSize=150"
 
 
+FAST_LOCAL = "fast-local"
+PROFILES = (None, FAST_LOCAL)
+
 # The two settings local sessions set together (session_conf keeps them coupled).
 SHUFFLE_PARTITIONS = "spark.sql.shuffle.partitions"
 ADAPTIVE_EXECUTION = "spark.sql.adaptive.enabled"
 
 
-def local_small_conf(master: str | None) -> dict[str, str]:
+def local_small_conf(master: str | None, profile: str | None = None) -> dict[str, str]:
     """Settings for one small machine (``master`` local[N] or local[*]; None is
     local[*]), which build_session applies to local masters (the jobs run
     locally, the tests' session): no UI, few Delta log-replay partitions, one
@@ -126,26 +156,36 @@ def local_small_conf(master: str | None) -> dict[str, str]:
     rows 5.75 s -> 5.58 s (10.59 -> 10.25 CPU-s, 5 of 6). A cluster keeps it:
     there it coalesces Spark's 200 default shuffle partitions to a few.
 
-    The JVM (driver and executor in one) runs with LOCAL_JVM_OPTIONS (the
-    parallel garbage collector, smaller JIT inlining limits). With clfeval's jar
-    built, file: paths go through its local file system (LOCAL_FILE_SYSTEM_CONF).
-    Both take effect when this process starts the JVM; a caller's own
+    With ``profile`` ``fast-local`` (opt-in, for one-machine benchmarks) the JVM
+    (driver and executor in one) runs with LOCAL_JVM_OPTIONS (the parallel
+    garbage collector, smaller JIT inlining limits) and, with clfeval's jar built,
+    file: paths go through its local file system (LOCAL_FILE_SYSTEM_CONF). Both
+    take effect when this process starts the JVM; a caller's own
     ``spark.driver.extraJavaOptions`` replaces the options (JVM options can
     conflict, e.g. two garbage collectors, so they are not merged)."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown session profile {profile!r} (known: {FAST_LOCAL})")
     match = re.fullmatch(r"local\[(\d+)(,\d+)?\]", master or "")
     cores = int(match.group(1)) if match else (os.cpu_count() or 1)
-    return {
-        "spark.driver.extraJavaOptions": LOCAL_JVM_OPTIONS,
+    conf = {
         SHUFFLE_PARTITIONS: str(max(1, cores)),
         ADAPTIVE_EXECUTION: "false",
         "spark.databricks.delta.snapshotPartitions": "2",
         "spark.ui.enabled": "false",
-        **(LOCAL_FILE_SYSTEM_CONF if _jar_has_file_system() else {}),
     }
+    if profile == FAST_LOCAL:
+        conf["spark.driver.extraJavaOptions"] = LOCAL_JVM_OPTIONS
+        if _jar_has_file_system():
+            conf.update(LOCAL_FILE_SYSTEM_CONF)
+    return conf
 
 
 def session_conf(
-    master: str | None, local: bool, timezone: str, extra_conf: dict[str, str] | None
+    master: str | None,
+    local: bool,
+    timezone: str,
+    extra_conf: dict[str, str] | None,
+    profile: str | None = None,
 ) -> dict[str, str]:
     """The settings ``build_session`` starts a session with: clfeval's, then the
     caller's ``extra_conf`` over them (a caller's ``spark.sql.shuffle.partitions``
@@ -153,9 +193,11 @@ def session_conf(
     clfeval's jar kept in the caller's own ``spark.jars`` and (local sessions,
     where file: paths use the jar's file system) ``spark.driver.extraClassPath``:
     a class path that lost the jar would leave Hadoop naming a class it cannot
-    load, and the JVM would not start."""
+    load, and the JVM would not start. The jar joins only when it was built for
+    the installed pyspark's line (``make jar``); otherwise the scan runs in Spark
+    SQL and the run says why."""
     extra_conf = extra_conf or {}
-    small = local_small_conf(master) if local else {}
+    small = local_small_conf(master, profile) if local else {}
     # Adaptive execution is off only with clfeval's one shuffle partition per core:
     # a caller who sets their own partition count (say Spark's 200) keeps it on,
     # so that it coalesces them, unless they also set it themselves.
@@ -166,10 +208,10 @@ def session_conf(
         **DELTA_CONF,
         **CODEGEN_CONF,
         "spark.sql.session.timeZone": timezone,
-        "spark.ui.showConsoleProgress": "true",
         **extra_conf,
     }
-    if AGGREGATORS_JAR.is_file():
+    built_for = jvm.jar_spark_line()
+    if AGGREGATORS_JAR.is_file() and built_for in (None, spark_line_of(pyspark_version())):
         jar = str(AGGREGATORS_JAR)
         # spark.jars reaches the driver and every executor (local or cluster).
         conf["spark.jars"] = _with_item(conf.get("spark.jars"), jar, ",")
@@ -192,11 +234,20 @@ def build_session(
     master: str | None = None,
     timezone: str = "UTC",
     extra_conf: dict[str, str] | None = None,
+    profile: str | None = None,
+    quiet: bool = False,
 ) -> SparkSession:
     """A SparkSession with Delta enabled and the session time zone set.
 
     An already active session (a Databricks job or notebook, a test) is reused
     as it is: its jars and static settings were fixed when it started.
+    ``profile`` (default: ``CLFEVAL_PROFILE``, else none): ``fast-local`` for
+    one-machine benchmarks (see ``local_small_conf``).
+
+    ``quiet`` (the jobs' default): the JVM this process starts writes its output
+    (Ivy's dependency resolution, Spark's log, stage progress) to ``spark_log()``
+    instead of the console, and Spark's progress bar is off; under spark-submit,
+    where the JVM already runs, Spark's log level is raised to ERROR instead.
     """
     from delta import configure_spark_with_delta_pip
 
@@ -215,12 +266,71 @@ def build_session(
     if master:
         builder = builder.master(master)
     local = not under_spark_submit and (master is None or master.startswith("local"))
-    conf = session_conf(master, local, timezone, extra_conf)
+    profile = profile or os.environ.get("CLFEVAL_PROFILE") or None
+    conf = session_conf(master, local, timezone, extra_conf, profile)
+    # Spark's stage bars only where its output is wanted on the console.
+    progress = (extra_conf or {}).get("spark.ui.showConsoleProgress", "false" if quiet else "true")
+    conf["spark.ui.showConsoleProgress"] = progress
     for key, value in conf.items():
         builder = builder.config(key, value)
-    spark = configure_spark_with_delta_pip(builder).getOrCreate()
+    builder = configure_spark_with_delta_pip(builder)
+    if quiet and not under_spark_submit:
+        with _output_to(spark_log()):
+            spark = builder.getOrCreate()
+    else:
+        spark = builder.getOrCreate()
+        if quiet and jvm.has_jvm(spark):
+            spark.sparkContext.setLogLevel("ERROR")
     spark.conf.set("spark.sql.session.timeZone", timezone)
     return spark
+
+
+def spark_log() -> Path:
+    """Where a quiet session's JVM writes its output (one file per process)."""
+    folder = Path(os.environ.get("CLFEVAL_LOG_DIR") or tempfile.gettempdir())
+    return folder / f"clfeval-spark-{os.getpid()}.log"
+
+
+@contextmanager
+def _output_to(path: Path) -> Iterator[None]:
+    """Point this process's stdout and stderr (file descriptors 1 and 2) at
+    ``path`` while the block runs: a JVM started inside keeps writing there for
+    its whole life, this process's own output goes back to the console."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = (os.dup(1), os.dup(2))
+    target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.dup2(target, 1)
+        os.dup2(target, 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (target, *saved):
+            os.close(fd)
+
+
+def pyspark_version() -> str:
+    from importlib.metadata import version
+
+    return version("pyspark")
+
+
+def check_spark_version(spark: SparkSession) -> None:
+    """Raise UnsupportedSparkError, naming the found and the supported lines, when
+    the session's Spark is not one clfeval is tested on."""
+    found = spark.version
+    if spark_line_of(found) not in SUPPORTED_SPARK_LINES:
+        raise UnsupportedSparkError(
+            [
+                f"this is Spark {found}; clfeval supports Spark "
+                f"{', '.join(SUPPORTED_SPARK_LINES)} (each with its Delta line, see "
+                "docs/deploy.md): run it on a supported runtime"
+            ]
+        )
 
 
 # Session settings for the duration of one evaluation run (restored afterwards).

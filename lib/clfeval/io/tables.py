@@ -13,22 +13,21 @@ commits nothing, so a crash leaves the previous state intact.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import reduce
 
-from delta.tables import DeltaTable
-from py4j.java_gateway import JavaObject
-from py4j.protocol import Py4JError
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from clfeval.config import GRANULARITY_NAME, MODEL_NAME, Config
 from clfeval.core.windows import WindowRange
-from clfeval.schema import PARTITION_COLUMNS, RUNS_SCHEMA
+from clfeval.errors import OutputError
+from clfeval.io import delta_info
+from clfeval.schema import OUTPUT_TABLES, PARTITION_COLUMNS, RUNS_SCHEMA
 
 GRANULARITY = GRANULARITY_NAME
 
@@ -95,19 +94,78 @@ def labels_location(config: Config) -> TableLocation | None:
     return TableLocation("labels", path=lab.path, qualified_name=lab.table)
 
 
-def _delta_table(spark: SparkSession, loc: TableLocation) -> DeltaTable | None:
+def _ref(loc: TableLocation) -> delta_info.TableRef:
     if loc.qualified_name is not None:
-        if not spark.catalog.tableExists(loc.qualified_name):
-            return None
-        return DeltaTable.forName(spark, loc.qualified_name)
-    assert loc.path is not None
-    if not DeltaTable.isDeltaTable(spark, loc.path):
-        return None
-    return DeltaTable.forPath(spark, loc.path)
+        return delta_info.TableRef(name=loc.qualified_name)
+    return delta_info.TableRef(path=loc.path)
 
 
 def table_exists(spark: SparkSession, loc: TableLocation) -> bool:
-    return _delta_table(spark, loc) is not None
+    return delta_info.exists(spark, _ref(loc))
+
+
+_LOCAL = re.compile(r"^(file:)?[^:]*$")
+
+
+def check_output_location(spark: SparkSession, config: Config) -> None:
+    """Fail before any read or scan when the output tables cannot be written:
+    a local output folder that is a file or not writable, a table folder that is
+    not a Delta table, or a Delta table that cannot be read (OutputError, naming
+    the path and table). Object stores are checked by the table reads alone."""
+    problems = []
+    if config.output.catalog_schema is None:
+        base = config.output.path
+        if _LOCAL.match(base):
+            problems += _local_folder_problems(base.removeprefix("file:"))
+    if not problems:
+        for table in OUTPUT_TABLES:
+            loc = output_location(config, table)
+            problem = _table_problem(spark, loc)
+            if problem:
+                problems.append(problem)
+    if problems:
+        raise OutputError(problems)
+
+
+def _local_folder_problems(base: str) -> list[str]:
+    path = os.path.abspath(base)
+    if os.path.exists(path) and not os.path.isdir(path):
+        return [f"output.path {base!r} is a file, not a folder"]
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        return [f"output.path {base!r} lies under {existing!r}, which is a file"]
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return [f"output.path {base!r}: {existing!r} is not writable by this user"]
+    if os.path.isdir(path):
+        for table in OUTPUT_TABLES:
+            folder = os.path.join(path, table)
+            if os.path.isdir(folder) and not os.access(folder, os.W_OK | os.X_OK):
+                return [f"output.path {base!r}: table folder {folder!r} is not writable"]
+    return []
+
+
+def _table_problem(spark: SparkSession, loc: TableLocation) -> str | None:
+    """Why the output table ``loc`` cannot take a run's writes, or None."""
+    if loc.path is not None and _LOCAL.match(loc.path):
+        local = loc.path.removeprefix("file:")
+        if os.path.isfile(local):
+            return f"output table {loc.name}: {loc.path!r} is a file, not a Delta table"
+        if (
+            os.path.isdir(local)
+            and os.listdir(local)
+            and not os.path.isdir(os.path.join(local, "_delta_log"))
+        ):
+            return f"output table {loc.name}: {loc.path!r} is a folder that is not a Delta table"
+    try:
+        if not table_exists(spark, loc):
+            return None
+        read_table(spark, loc).schema  # noqa: B018 - analysis reads the log
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        return f"output table {loc.name}: Delta table {loc} cannot be read ({first})"
+    return None
 
 
 def read_table(spark: SparkSession, loc: TableLocation, version: int | None = None) -> DataFrame:
@@ -132,58 +190,33 @@ def is_concurrent_modification(exc: BaseException) -> bool:
     return error_mentions(exc, CONCURRENT_MODIFICATION_MARKERS)
 
 
-def _delta_log(spark: SparkSession, loc: TableLocation) -> tuple[JavaObject, JavaObject] | None:
-    """The JVM view and Delta's (internal, Scala) log object of a path table,
-    reached through py4j; None where they are not reachable: catalog tables,
-    Spark Connect, another Delta build. Callers then use the public API."""
-    jvm = getattr(spark, "_jvm", None)  # Spark Connect sessions have none
-    if loc.path is None or jvm is None:
-        return None
-    try:
-        log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, loc.path)
-    except Py4JError:
-        return None
-    return jvm, log
-
-
-def _log_snapshot(spark: SparkSession, loc: TableLocation) -> JavaObject | None:
-    """The latest snapshot of a path table, read by Delta's log on the driver (a
-    listing of ``_delta_log`` and the last commit: ~10 ms, where ``history(1)`` or
-    ``detail()`` run a Spark job, ~200 ms each and several per run); None where
-    ``_delta_log`` is."""
-    reached = _delta_log(spark, loc)
-    if reached is None:
-        return None
-    jvm, log = reached
-    try:
-        none = jvm.scala.Option.empty()
-        # update(stalenessAcceptable=false, ...): list the log now, never a cached state
-        return log.update(False, none, none)
-    except Py4JError:
-        return None
-
-
 def table_id(spark: SparkSession, loc: TableLocation) -> str:
     """The Delta table's id (new for every table created, kept across versions)."""
-    snapshot = _log_snapshot(spark, loc)
-    if snapshot is not None and snapshot.version() >= 0:
-        return str(snapshot.metadata().id())
-    table = _delta_table(spark, loc)
-    if table is None:
+    found = delta_info.detail(spark, _ref(loc))
+    if found is None:
         raise FileNotFoundError(f"{loc} is not a Delta table")
-    return str(table.detail().select("id").first()[0])
+    return found.table_id
+
+
+def storage_location(spark: SparkSession, loc: TableLocation) -> str:
+    """Where the table's files are (a catalog table's location from its detail)."""
+    if loc.path is not None:
+        return loc.path
+    found = delta_info.detail(spark, _ref(loc))
+    if found is None:
+        raise FileNotFoundError(f"{loc} is not a Delta table")
+    return found.location
+
+
+def table_properties(spark: SparkSession, loc: TableLocation) -> dict[str, str]:
+    """The table's properties (``delta.*`` settings and the user's)."""
+    found = delta_info.detail(spark, _ref(loc))
+    return {} if found is None else found.properties
 
 
 def table_version(spark: SparkSession, loc: TableLocation) -> int | None:
     """The latest committed Delta version, or None when the table does not exist."""
-    snapshot = _log_snapshot(spark, loc)
-    if snapshot is not None:
-        version = int(snapshot.version())
-        return None if version < 0 else version
-    table = _delta_table(spark, loc)
-    if table is None:
-        return None
-    return int(table.history(1).select("version").first()[0])
+    return delta_info.version(spark, _ref(loc))
 
 
 def window_predicate(ranges: list[WindowRange], models: tuple[str, ...]) -> str:
@@ -248,10 +281,7 @@ def replace_windows(
         .option("replaceWhere", window_predicate(ranges, models))
         .options(**OUTPUT_TABLE_PROPERTIES)
     )
-    if loc.qualified_name is not None:
-        writer.saveAsTable(loc.qualified_name)
-    else:
-        writer.save(loc.path)
+    _save(writer, loc)
     return table_version(spark, loc)
 
 
@@ -288,121 +318,43 @@ def _run_row(spark: SparkSession, record: dict, ended_now: bool = False) -> Data
     )
 
 
-def start_run(spark: SparkSession, config: Config, record: dict) -> int | None:
-    """Append the run's first row (status 'running') to the runs table.
-
-    Returns the first version that can hold the row (the table's version before the
-    append + 1), which lets ``finish_run`` find the row's file from the commits
-    since then; None where the log is not reachable that way (``_log_snapshot``)."""
-    loc = output_location(config, "runs")
-    before = _log_snapshot(spark, loc)
-    # mergeSchema: a runs table written by an older clfeval gains the new columns.
-    writer = (
-        _run_row(spark, record).write.format("delta").mode("append").option("mergeSchema", "true")
-    )
+def _save(writer, loc: TableLocation) -> None:
     if loc.qualified_name is not None:
         writer.saveAsTable(loc.qualified_name)
     else:
         writer.save(loc.path)
-    return None if before is None else int(before.version()) + 1
 
 
-def finish_run(
-    spark: SparkSession,
-    config: Config,
-    record: dict,
-    updates: dict,
-    first_version: int | None = None,
-) -> None:
-    """Set the final fields of a run's row (status, counts, versions, end time).
-
-    ``record`` is the row ``start_run`` wrote and ``first_version`` what it returned."""
-    loc = output_location(config, "runs")
-    if first_version is not None and _replace_run_row(
-        spark, loc, {**record, **updates}, first_version
-    ):
-        return
-    table = _delta_table(spark, loc)
-    if table is None:
-        return
-    types = {f.name: f.dataType for f in RUNS_SCHEMA.fields}
-    assignments = {k: _literal(v, types[k]) for k, v in updates.items()}
-    assignments["ended_at"] = F.current_timestamp()
-    table.update(condition=F.col("run_id") == F.lit(record["run_id"]), set=assignments)
+def start_run(spark: SparkSession, config: Config, record: dict) -> None:
+    """Append the run's first row (status 'running') to the runs table: a blind
+    append, which never conflicts with a concurrent run's commits."""
+    # mergeSchema: a runs table written by an older clfeval gains the new columns.
+    writer = (
+        _run_row(spark, record).write.format("delta").mode("append").option("mergeSchema", "true")
+    )
+    _save(writer, output_location(config, "runs"))
 
 
-def _replace_run_row(
-    spark: SparkSession, loc: TableLocation, row: dict, first_version: int
-) -> bool:
-    """Replace the run's row in one commit that removes the file ``start_run`` wrote
-    (found in the commits since ``first_version``) and adds a file with ``row``.
-
-    That is the commit Delta's UPDATE makes, without the work UPDATE needs to find
-    the row: replaying the table's log into its file list, scanning the candidate
-    files for the row, rewriting the file from what it read (seven Spark jobs,
-    0.65 s in a warm 2M-row run, against one job and 0.21 s here; whole runs
-    4.38 -> 4.05 s and 0.66 CPU-s less, medians of 8, alternating in one
-    process). Done only when the file's statistics show it holds this run's row
-    alone (one record, run_id min and max equal to it: an OPTIMIZE that merged
-    rows into one file, or a user's rewrite, leaves no such file) and the table
-    has clfeval's runs columns unpartitioned. A concurrent commit that removed
-    the same file (OPTIMIZE, a user's UPDATE) fails this commit with Delta's
-    conflict error. Internal Scala API (``_delta_log``): False wherever it is not
-    reachable, fails or does not apply, and the caller then runs the UPDATE
-    (which sets the same values, also if this commit got through before an
-    error)."""
-    reached = _delta_log(spark, loc)
-    if reached is None:
-        return False
-    jvm, log = reached
-    none = jvm.scala.Option.empty()
-    try:
-        txn = log.startTransaction()
-        metadata = txn.metadata()
-        schema = T.StructType.fromJson(json.loads(metadata.schemaString()))
-        if (
-            metadata.partitionColumns().nonEmpty()
-            or schema.simpleString() != RUNS_SCHEMA.simpleString()
-        ):
-            return False
-        row_file = _run_row_file(log, first_version, int(txn.readVersion()), row["run_id"], none)
-        if row_file is None:
-            return False
-        added = txn.writeFiles(_run_row(spark, row, ended_now=True)._jdf)
-        update = getattr(jvm.org.apache.spark.sql.delta, "DeltaOperations$Update")(none)
-        txn.commit(added.appended(row_file.remove()), update)
-        return True
-    # Also a schema or statistics this code does not parse: the run's work is done,
-    # and the UPDATE can still record it.
-    except (Py4JError, ValueError, LookupError, TypeError):
-        return False
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
-def _run_row_file(
-    log: JavaObject, first: int, last: int, run_id: str, none: JavaObject
-) -> JavaObject | None:
-    """The AddFile of commits ``first..last`` that holds ``run_id``'s row alone and
-    that no later commit of the range removed; None when there is none."""
-    if last < first:
-        return None
-    found = None
-    commits = log.getChanges(first, last, none, True)  # True: a missing commit file raises
-    while commits.hasNext():
-        actions = commits.next()._2().iterator()
-        while actions.hasNext():
-            action = actions.next()
-            kind = action.getClass().getSimpleName()
-            if kind == "AddFile" and action.deletionVector() is None and action.stats():
-                stats = json.loads(action.stats())
-                if (
-                    stats.get("numRecords") == 1
-                    and stats.get("minValues", {}).get("run_id") == run_id
-                    and stats.get("maxValues", {}).get("run_id") == run_id
-                ):
-                    found = action
-            elif kind == "RemoveFile" and found is not None and action.path() == found.path():
-                found = None
-    return found
+def finish_run(spark: SparkSession, config: Config, record: dict, updates: dict) -> None:
+    """Replace the run's row with its final fields (status, counts, versions, end
+    time) in one commit: Delta's ``replaceWhere`` on the run's id removes the
+    file ``start_run`` appended (rewriting any other rows a compaction put in the
+    same file) and adds the final row. The predicate is built from the run id,
+    which this process generated and checks (32 hex digits), never from config."""
+    run_id = record["run_id"]
+    if not RUN_ID.match(run_id):
+        raise ValueError(f"run id {run_id!r} is not 32 hex digits")
+    writer = (
+        _run_row(spark, {**record, **updates}, ended_now=True)
+        .write.format("delta")
+        .mode("overwrite")
+        .option("replaceWhere", f"run_id = '{run_id}'")
+        .option("mergeSchema", "true")
+    )
+    _save(writer, output_location(config, "runs"))
 
 
 def last_baseline_run(spark: SparkSession, config: Config, input_name: str) -> dict | None:
@@ -432,11 +384,7 @@ def last_baseline_run(spark: SparkSession, config: Config, input_name: str) -> d
 
 def append_rows(spark: SparkSession, df: DataFrame, loc: TableLocation) -> int | None:
     """Append ``df`` (schema merged) and return the table's new version."""
-    writer = df.write.format("delta").mode("append").option("mergeSchema", "true")
-    if loc.qualified_name is not None:
-        writer.saveAsTable(loc.qualified_name)
-    else:
-        writer.save(loc.path)
+    _save(df.write.format("delta").mode("append").option("mergeSchema", "true"), loc)
     return table_version(spark, loc)
 
 
@@ -448,6 +396,12 @@ def write_predictions(df: DataFrame, path: str, partition_column: str = "date") 
 
 
 VIEW_TABLES = ("metrics", "confusion_matrices", "curves")
+
+
+def views_persist(spark: SparkSession) -> bool:
+    """Whether views created in the session's current database outlive it (a Hive
+    or Unity Catalog metastore; not Spark's in-memory catalog)."""
+    return spark.conf.get("spark.sql.catalogImplementation", "in-memory") != "in-memory"
 
 
 def create_latest_views(spark: SparkSession, config: Config) -> list[str]:
@@ -469,7 +423,9 @@ def create_latest_views(spark: SparkSession, config: Config) -> list[str]:
             assert loc.path is not None
             if "`" in loc.path:
                 raise ValueError(f"output path {loc.path!r} holds a backtick")
-            source = f"delta.`{os.path.abspath(loc.path)}`"
+            # Object-store paths (s3a://, abfss://, gs://) as they are; local ones absolute.
+            path = loc.path if ":" in loc.path else os.path.abspath(loc.path)
+            source = f"delta.`{path}`"
             view = f"latest_{config.output.table_prefix}{table}"
         spark.sql(
             f"CREATE OR REPLACE VIEW {view} AS "

@@ -122,10 +122,10 @@ class RunRecord:
             lambda: tables.start_run(self.ctx.spark, self.ctx.config, self.row),
         )
 
-    def wait_started(self) -> int | None:
-        """Wait for the 'running' row (re-raises its error); its first version."""
+    def wait_started(self) -> None:
+        """Wait for the 'running' row (re-raises its error)."""
         assert self._started is not None
-        return self._started.result()
+        self._started.result()
 
     def start_failed(self) -> bool:
         """Whether appending the 'running' row failed (then no row to finish)."""
@@ -151,11 +151,9 @@ class RunRecord:
         if message is not None:
             fields["message"] = message[:4000]
         what = "recording the failure" if result.status == "failed" else "recording the run"
-        first_version = self.wait_started()
+        self.wait_started()
         retrying(
             self.ctx,
             what,
-            lambda: tables.finish_run(
-                self.ctx.spark, self.ctx.config, self.row, fields, first_version
-            ),
+            lambda: tables.finish_run(self.ctx.spark, self.ctx.config, self.row, fields),
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,21 +13,51 @@ from clfeval.config import Config
 from clfeval.core.bins import BinLayout
 from clfeval.core.windows import WindowRange
 from clfeval.io import tables
-from clfeval.schema import NOT_BAD_REASONS
+from clfeval.schema import EXCLUDED_BY_FILTER, NOT_BAD_REASONS
 from clfeval.tasks import Task
 
 Log = Callable[[str], None]
 
 
 class Phases:
-    """One console line per phase, with the time since the run started."""
+    """One console line per phase, with the time since the run started.
 
-    def __init__(self, log: Log):
+    ``live``: the console is a terminal, where a progress line is redrawn in
+    place (``progress``) and ended before the next phase's line."""
+
+    def __init__(self, log: Log, live: bool = False):
         self.log = log
+        self.live = live
         self.started = time.monotonic()
+        self._open_progress = False
+
+    def _stamp(self, text: str) -> str:
+        return f"[clfeval {time.monotonic() - self.started:7.1f}s] {text}"
 
     def __call__(self, text: str) -> None:
-        self.log(f"[clfeval {time.monotonic() - self.started:7.1f}s] {text}")
+        self._end_progress()
+        self.log(self._stamp(text))
+
+    def progress(self, text: str, final: bool = False, abandon: bool = False) -> None:
+        """A progress line: redrawn in place on a terminal until ``final``; else a
+        line of its own each time it is called. ``abandon`` ends an open line."""
+        if abandon:
+            self._end_progress()
+            return
+        if not self.live:
+            self.log(self._stamp(text))
+            return
+        sys.stdout.write("\r" + self._stamp(text).ljust(79))
+        sys.stdout.flush()
+        self._open_progress = True
+        if final:
+            self._end_progress()
+
+    def _end_progress(self) -> None:
+        if self._open_progress:
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+            self._open_progress = False
 
 
 @dataclass(frozen=True)
@@ -63,13 +94,22 @@ class RunResult:
     attempts: int = 1
     summary: list[dict] = field(default_factory=list)
     alerts: list[dict] = field(default_factory=list)
+    # Why the run's selection matched no input row (None when it matched some).
+    empty_selection: str | None = None
+
+    @property
+    def rows_excluded(self) -> int:
+        """Rows ``input.filter`` left out (counted, neither evaluated nor rejected)."""
+        return self.reject_counts.get(EXCLUDED_BY_FILTER, 0)
 
     @property
     def rows_rejected(self) -> int:
-        """Rows not in the metrics: bad rows, filtered-out rows and unlabeled rows."""
-        return sum(self.reject_counts.values())
+        """Rows the filter kept that are not in the metrics: bad and unlabeled rows."""
+        return sum(self.reject_counts.values()) - self.rows_excluded
 
     @property
     def rows_bad(self) -> int:
         """Rejected rows that count towards ``run.max_reject_fraction``."""
-        return self.rows_rejected - sum(self.reject_counts.get(r, 0) for r in NOT_BAD_REASONS)
+        return sum(self.reject_counts.values()) - sum(
+            self.reject_counts.get(r, 0) for r in NOT_BAD_REASONS
+        )

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 from pyspark.sql.types import TimestampNTZType, TimestampType
 
 from clfeval.config import Config
@@ -240,3 +241,30 @@ def selected_rows(ctx: RunContext, sources: dict[str, Source], plan: DayPlan) ->
     if "labels" in sources:
         selected = selection.join_labels(selected, sources["labels"].frame, config)
     return selected
+
+
+def describe_empty(ctx: RunContext, sources: dict[str, Source], plan: DayPlan) -> str:
+    """What a selection that matched no input row asked for, and what the input
+    holds instead (its days and model names; a query of a few rows)."""
+    config = ctx.config
+    asked = []
+    if plan.days is not None:
+        asked.append(f"days {', '.join(str(d) for d in plan.days[:5])}")
+    elif plan.start is not None or plan.end is not None:
+        asked.append(f"days {plan.start or 'the first'} to {plan.end or 'the last'}")
+    if config.input.models:
+        asked.append(f"models {', '.join(config.input.models)}")
+    frame = sources["predictions"].frame
+    day = selection.event_day(frame, config)
+    span = frame.agg(F.min(day).alias("first"), F.max(day).alias("last")).first()
+    name = F.col(config.input.model_name_column)
+    models = [r[0] for r in frame.select(name).distinct().limit(11).collect()]
+    shown = ", ".join(str(m) for m in sorted(models, key=str)[:10]) + (
+        ", ..." if len(models) > 10 else ""
+    )
+    holds = (
+        f"the input holds days {span['first']} to {span['last']} of models {shown}"
+        if span["first"] is not None
+        else "the input holds no rows"
+    )
+    return f"no input rows for {' and '.join(asked) or 'the selection'} ({holds})"

@@ -22,6 +22,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from clfeval import jvm
 from clfeval.config import Config
 from clfeval.core.binary import LOG_LOSS_EPS
 from clfeval.core.bins import BinLayout
@@ -81,11 +82,6 @@ def bin_index_column(score: Column, layout: BinLayout) -> Column:
     return reduce(lambda a, b: a + b, extras, grid_count) - F.lit(1)
 
 
-JVM_STATES_CLASS = "io.clfeval.PartitionStates"
-JVM_MULTICLASS_CLASS = "io.clfeval.MulticlassStates"
-# The scans' merges: a jar built before a scan merged its own states lacks its class.
-JVM_MERGE_CLASSES = (JVM_STATES_CLASS + "$Merge", JVM_MULTICLASS_CLASS + "$Merge")
-
 # Per-bin buffers one task may hold before it emits their partial sums: 7 sums
 # of 8 bytes per bin and group. 64 MiB is ~1,200 groups of 1,000 bins.
 JVM_BUFFER_BYTES = 64 << 20
@@ -105,30 +101,24 @@ class JvmScan:
     max_items: int
 
 
-def jvm_scan(spark: SparkSession, layout: BinLayout) -> JvmScan | None:
-    """clfeval's JVM scan for ``layout``, or None when its class is not on the
-    driver's classpath (the jar was not built or not passed with ``--jars``, or a
-    Spark Connect session) or is older than this module: the scan then runs as
-    Spark SQL's hash aggregation, same results, slower.
+def jvm_scan(spark: SparkSession, layout: BinLayout) -> tuple[JvmScan | None, str]:
+    """clfeval's JVM scan for ``layout``, or None and why not (no jar on the
+    classpath, a jar built for another Spark line, a Spark Connect session): the
+    scan then runs as Spark SQL's hash aggregation, same results, slower.
     """
-    jvm = getattr(spark, "_jvm", None)  # Spark Connect sessions have none
-    if jvm is None:
-        return None
-    try:
-        loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()
-        for merge in JVM_MERGE_CLASSES:
-            jvm.java.lang.Class.forName(merge, True, loader)
-    except Exception:  # py4j reports the missing class as a Py4JJavaError
-        return None
+    classes, why_not = jvm.scan_classes(spark)
+    if classes is None:
+        return None, why_not
     max_groups = max(1, JVM_BUFFER_BYTES // (7 * 8 * layout.n_bins))
-    return JvmScan(
-        jvm.io.clfeval.PartitionStates,
+    scan = JvmScan(
+        classes.binary,
         exact_floats_text(layout.edges),
         max_groups,
-        jvm.io.clfeval.MulticlassStates,
+        classes.multiclass,
         # 48 bytes per hash slot (key, count, four sums), at most 4 slots per item held.
         max(1, JVM_BUFFER_BYTES // (48 * 4)),
     )
+    return scan, ""
 
 
 # Key types the JVM scan hashes and compares itself (strings with the default,
@@ -163,8 +153,9 @@ def _run_scan(method: Any, rows: DataFrame, config: Config, scan: JvmScan) -> Da
         F.col("y").cast("int").alias("y"),
         weight.cast("double").alias("weight"),
     )
-    states = method(inputs._jdf, len(keys), scan.edges_text, LOG_LOSS_EPS, scan.max_groups)
-    return DataFrame(states, rows.sparkSession)
+    return jvm.call_on_frame(
+        method, inputs, len(keys), scan.edges_text, LOG_LOSS_EPS, scan.max_groups
+    )
 
 
 def jvm_partial_states(rows: DataFrame, config: Config, scan: JvmScan) -> DataFrame:
@@ -270,15 +261,15 @@ def _run_multiclass_scan(method: Any, rows: DataFrame, config: Config, scan: Jvm
         F.col("pred").cast("int").alias("pred"),
         F.col("weight").cast("double").alias("weight"),
     )
-    states = method(
-        inputs._jdf,
+    return jvm.call_on_frame(
+        method,
+        inputs,
         len(keys),
         len(config.class_texts()),
         scan.edges_text,
         LOG_LOSS_EPS,
         scan.max_items,
     )
-    return DataFrame(states, rows.sparkSession)
 
 
 def jvm_partial_multiclass_states(rows: DataFrame, config: Config, scan: JvmScan) -> DataFrame:

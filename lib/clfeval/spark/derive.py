@@ -446,4 +446,13 @@ def derive_multiclass_tables(
         curves = curve_columns(result.curves)
         return _combined_table(key, metrics, confusions, curves, state.n_rows, min_slice_size)
 
-    return histograms.groupBy(*KEY_COLUMNS).applyInArrow(run, schema=COMBINED_SCHEMA)
+    grouped = histograms.groupBy(*KEY_COLUMNS)
+    if hasattr(grouped, "applyInArrow"):
+        return grouped.applyInArrow(run, schema=COMBINED_SCHEMA)
+
+    # Spark 3.5 has no applyInArrow: the same function through pandas.
+    def run_pandas(key: tuple, frame: pd.DataFrame) -> pd.DataFrame:
+        scalars = tuple(pa.scalar(v) for v in key)
+        return run(scalars, pa.Table.from_pandas(frame, preserve_index=False)).to_pandas()
+
+    return grouped.applyInPandas(run_pandas, schema=COMBINED_SCHEMA)

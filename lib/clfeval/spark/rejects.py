@@ -17,7 +17,13 @@ from pyspark.sql import Column
 from pyspark.sql import functions as F
 
 from clfeval.config import Config
-from clfeval.schema import EXCLUDED_BY_FILTER, REJECT_REASONS, UNLABELED
+from clfeval.schema import (
+    EXCLUDED_BY_FILTER,
+    MAX_WEIGHT,
+    MIN_WEIGHT,
+    REJECT_REASONS,
+    UNLABELED,
+)
 from clfeval.spark.selection import LABEL_CONFLICT, LABEL_FOUND
 
 
@@ -69,6 +75,10 @@ def weight_checks(config: Config) -> list[RejectCheck]:
         RejectCheck("nan_weight", F.isnan(weight)),
         RejectCheck("infinite_weight", F.abs(weight) == F.lit(float("inf"))),
         RejectCheck("negative_weight", weight < F.lit(0.0)),
+        RejectCheck(
+            "weight_out_of_range",
+            (weight > F.lit(MAX_WEIGHT)) | ((weight > F.lit(0.0)) & (weight < F.lit(MIN_WEIGHT))),
+        ),
     ]
 
 

@@ -98,10 +98,11 @@ class Task(ABC):
         """The one aggregation of normalized rows into states at the finest grain
         (group keys, reject reason, ``class_keys``, bin, ``n_rows`` and the sums)."""
 
-    def scan_description(self, rows: DataFrame, jvm: JvmScan | None) -> str:
-        """The scan in one line: its grain and which engine runs it."""
+    def scan_description(self, rows: DataFrame, jvm: JvmScan | None, why_not: str = "") -> str:
+        """The scan in one line: its grain and which engine runs it (``why_not``:
+        why clfeval's JVM scan is not there)."""
         if jvm is None:
-            how = "Spark SQL (JVM scan not found)"
+            how = f"Spark SQL ({why_not or 'JVM scan not found'})"
         else:
             misfit = self.jvm_fits(rows, jvm)
             how = "clfeval's JVM scan" if misfit is None else f"Spark SQL ({misfit})"

@@ -32,8 +32,11 @@ def class_names(classes: tuple[str, ...]) -> Column:
 
 
 def class_index(value: Column, classes: tuple[str, ...]) -> Column:
-    """0-based position of ``value`` (as text) in the class list, -1 when unknown."""
-    return F.array_position(class_names(classes), value.cast("string")) - 1
+    """0-based position of ``value`` (as text) in the class list, -1 when unknown.
+
+    ``array_position`` by name: Spark 3.5's Python function takes no Column as
+    the value to look for."""
+    return F.call_function("array_position", class_names(classes), value.cast("string")) - 1
 
 
 def keys_in_class_order(column: Column, classes: tuple[str, ...]) -> Column:
@@ -129,7 +132,7 @@ class MulticlassTask(Task):
         raw = F.col(i.probabilities_column)
         if isinstance(kind, T.MapType):
             # size K and every class a key <=> exactly the classes (map keys are unique)
-            has_keys = reduce(operator.and_, [F.map_contains_key(raw, F.lit(c)) for c in classes])
+            has_keys = reduce(operator.and_, [F.map_contains_key(raw, c) for c in classes])
             wrong_length = F.when(keys_in_class_order(raw, classes), F.lit(False)).otherwise(
                 (F.size(raw) != F.lit(len(classes))) | ~has_keys
             )
@@ -186,7 +189,8 @@ class MulticlassTask(Task):
             selection.weight(config).alias("raw_weight"),
         )
         valid = F.col("reject_reason").isNull()
-        argmax = F.array_position(F.col("raw_probs"), F.array_max(F.col("raw_probs"))) - 1
+        probs = F.col("raw_probs")
+        argmax = F.call_function("array_position", probs, F.array_max(probs)) - 1
         return tagged.select(
             "model_name",
             "model_version",
