@@ -432,7 +432,7 @@ def test_sql_aggregation_fallback_writes_the_same_tables(
 
     tmp, config, _ = demo
     fallback = demo_config(tmp, output={"path": str(tmp_path / "sql")})
-    monkeypatch.setattr(aggregate, "jvm_scan", lambda spark, layout: None)
+    monkeypatch.setattr(aggregate, "jvm_scan", lambda spark, layout: (None, "JVM scan not found"))
     lines: list[str] = []
     run_evaluation(spark, fallback, log=lines.append)
     assert any("Spark SQL (JVM scan not found)" in line for line in lines), lines

@@ -22,6 +22,7 @@ attempts are printed). Again without rollups, on overlapping ranges.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import shutil
@@ -272,3 +273,47 @@ def test_a_day_committed_between_read_and_write_reaches_the_rollups(
     assert [r.status for r in interleaved] == ["succeeded"]
     assert result.status == "succeeded" and result.attempts >= 2
     assert_same_tables(spark, config, clean)
+
+
+CONCURRENT_PAIRS = 5
+
+
+def test_concurrent_job_processes_on_overlapping_ranges_all_succeed(spark, committed) -> None:
+    """Pairs of job processes (each its own driver and JVM, as a scheduler starts
+    them) evaluate overlapping day ranges into the same output at once: every
+    process exits 0, and each pair's tables equal a serial run's."""
+    tmp, predictions, _, clean = committed
+    statuses = []
+    for pair in range(CONCURRENT_PAIRS):
+        output = tmp / f"pair_{pair}"
+        shutil.copytree(tmp / "before", output)
+        config_path = write_config(tmp, predictions, output)
+        day = [(START + dt.timedelta(days=k)).isoformat() for k in range(4)]
+        jobs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    str(ROOT / "jobs" / "evaluate.py"),
+                    "--config",
+                    str(config_path),
+                    "--master",
+                    "local[1]",
+                    "--start-date",
+                    first,
+                    "--end-date",
+                    last,
+                    "--json",
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=ROOT,
+            )
+            for first, last in ((day[0], day[2]), (day[1], day[3]))
+        ]
+        for job in jobs:
+            out, err = job.communicate(timeout=600)
+            assert job.returncode == 0, (pair, err[-3000:])
+            statuses.append(json.loads(out.strip().splitlines()[-1])["status"])
+        assert_same_tables(spark, load_config(config_path), clean)
+    assert statuses == ["succeeded"] * (2 * CONCURRENT_PAIRS)

@@ -151,7 +151,7 @@ def test_run_settings_keep_fused_stages_within_what_hotspot_compiles(spark) -> N
         {
             "input": {"path": "unused"},
             "task": {"type": "multiclass", "classes": list(classes)},
-            "output": {"path": "unused"},
+            "output": {"path": "unused_output"},
         }
     )
     checked = task_for(config).normalize(rows).groupBy("reject_reason").count()

@@ -98,7 +98,7 @@ def test_event_day_equals_to_date(spark, zone) -> None:
         {
             "input": {"path": "/unused"},
             "task": {"positive_label": 1, "negative_labels": [0]},
-            "output": {"path": "/unused"},
+            "output": {"path": "/unused_output"},
         }
     )
     before = spark.conf.get("spark.sql.session.timeZone")

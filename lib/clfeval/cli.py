@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import signal
 import sys
+import threading
+import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from clfeval.errors import (
     EXIT_ALERT,
@@ -16,6 +20,7 @@ from clfeval.errors import (
     ClfevalError,
     ConfigError,
     EmptySelectionError,
+    RunInterrupted,
 )
 
 EVALUATE_HELP = """\
@@ -233,6 +238,9 @@ def run_guarded(job: Callable[[], int], verbose: bool = False) -> int:
     except ClfevalError as exc:
         print(exc.message(), file=sys.stderr)
         return exc.exit_code
+    except RunInterrupted as exc:
+        print(f"clfeval: {exc}; the run is recorded as failed", file=sys.stderr)
+        return exc.exit_code
     except Exception as exc:
         import tempfile
 
@@ -250,6 +258,41 @@ def run_guarded(job: Callable[[], int], verbose: bool = False) -> int:
             file=sys.stderr,
         )
         return EXIT_UNEXPECTED
+
+
+@contextlib.contextmanager
+def signals_stop_the_run(spark, stop) -> Iterator[None]:
+    """While the block runs, SIGTERM and SIGINT ask the run to stop (``stop``, a
+    ``run.context.StopRequest``): a thread cancels its Spark jobs until the run
+    acknowledges, the run records 'failed' naming the signal and raises
+    RunInterrupted (exit code 128 + signal). Nothing is raised inside a call
+    into Spark, which would leave its connection unusable for the recording."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    from clfeval.io.session import cancel_jobs
+
+    def cancel_until_acknowledged() -> None:
+        deadline = time.monotonic() + CANCEL_SECONDS
+        while not stop.acknowledged.wait(0.5) and time.monotonic() < deadline:
+            with contextlib.suppress(Exception):
+                cancel_jobs(spark)
+
+    def handler(signum: int, _frame: object) -> None:
+        if stop.reason is None:
+            stop.reason, stop.exit_code = signal.Signals(signum).name, 128 + signum
+            threading.Thread(target=cancel_until_acknowledged, daemon=True).start()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+# How long a stop request cancels the run's Spark jobs before it gives up.
+CANCEL_SECONDS = 120
 
 
 def evaluate_main(argv: list[str] | None = None) -> int:
@@ -275,16 +318,21 @@ def evaluate_main(argv: list[str] | None = None) -> int:
             "clfeval-evaluate", master=args.master, timezone=config.run.timezone, quiet=quiet
         )
         log_file = str(spark_log()) if quiet and spark_log().exists() else None
+        from clfeval.run.context import StopRequest
+
         phases = not (args.quiet or args.json)
-        result = run_evaluation(
-            spark,
-            config,
-            args.start_date,
-            args.end_date,
-            full=args.full,
-            log=print if phases else (lambda _: None),
-            live=phases and sys.stdout.isatty(),
-        )
+        stop = StopRequest()
+        with signals_stop_the_run(spark, stop):
+            result = run_evaluation(
+                spark,
+                config,
+                args.start_date,
+                args.end_date,
+                full=args.full,
+                log=print if phases else (lambda _: None),
+                live=phases and sys.stdout.isatty(),
+                stop=stop,
+            )
         output = config.output.catalog_schema or config.output.path
         if args.json:
             print(result_json(result, output))

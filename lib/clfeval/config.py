@@ -127,6 +127,9 @@ class RunConfig:
     initial_lookback_days: int = 0
     # Attempts of a write phase that lost a race with a concurrent run.
     max_attempts: int = 4
+    # A 'running' row older than this (or of a dead process on this host) is
+    # marked 'abandoned' by the next run.
+    stale_after_hours: float = 24.0
 
 
 @dataclass(frozen=True)
@@ -561,6 +564,8 @@ def _semantic_problems(c: Config) -> list[str]:
     r = c.run
     if r.initial_lookback_days < 0:
         p.append(f"run.initial_lookback_days: {r.initial_lookback_days} must be >= 0 (0: all days)")
+    if not r.stale_after_hours > 0:
+        p.append(f"run.stale_after_hours: {r.stale_after_hours} must be > 0")
     if not 1 <= r.max_attempts <= 20:
         p.append(f"run.max_attempts: {r.max_attempts} must be between 1 and 20")
     if not 0.0 <= r.max_reject_fraction <= 1.0:

@@ -10,6 +10,15 @@ EXIT_REJECT_LIMIT = 4
 EXIT_ALERT = 5  # only with --fail-on-alert: the run succeeded and an alert rule fired
 
 
+class RunInterrupted(BaseException):
+    """A signal (SIGTERM from a scheduler's timeout, SIGINT) stopped the run; the
+    run's row records it as failed, naming the signal."""
+
+    def __init__(self, signal_name: str, exit_code: int):
+        super().__init__(f"stopped by {signal_name}")
+        self.exit_code = exit_code
+
+
 class ClfevalError(Exception):
     """An error with a list of problems, reported together in one paragraph."""
 

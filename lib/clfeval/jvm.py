@@ -118,6 +118,7 @@ class DeltaSnapshot:
     version: int
     table_id: str | None
     properties: dict[str, str]
+    schema_json: str | None  # Delta's schemaString (JSON), with column-mapping metadata
     _files: Any
     _spark: SparkSession
 
@@ -141,10 +142,17 @@ def delta_snapshot(spark: SparkSession, path: str | None) -> DeltaSnapshot | Non
         snapshot = log.update(False, none, none)
         version = int(snapshot.version())
         if version < 0:
-            return DeltaSnapshot(version, None, {}, snapshot.allFiles(), spark)
+            return DeltaSnapshot(version, None, {}, None, snapshot.allFiles(), spark)
         metadata = json.loads(snapshot.metadata().json())["metaData"]
         properties = {str(k): str(v) for k, v in (metadata.get("configuration") or {}).items()}
-        return DeltaSnapshot(version, str(metadata["id"]), properties, snapshot.allFiles(), spark)
+        return DeltaSnapshot(
+            version,
+            str(metadata["id"]),
+            properties,
+            metadata.get("schemaString"),
+            snapshot.allFiles(),
+            spark,
+        )
     except (Py4JError, ValueError, LookupError, TypeError):
         return None
 

@@ -24,10 +24,10 @@ from pyspark.sql import DataFrame, SparkSession
 from clfeval.config import Config
 from clfeval.core import windows
 from clfeval.core.windows import WindowRange
-from clfeval.errors import ConfigError, RejectLimitError
+from clfeval.errors import ConfigError, RejectLimitError, RunInterrupted
 from clfeval.io import session, tables
 from clfeval.run import commit, monitoring, plan, publish
-from clfeval.run.context import Log, Phases, RunContext, RunResult
+from clfeval.run.context import Log, Phases, RunContext, RunResult, StopRequest
 from clfeval.run.progress import TaskProgress
 from clfeval.spark import aggregate
 from clfeval.tasks import task_for
@@ -43,6 +43,7 @@ def run_evaluation(
     log: Log = print,
     full: bool = False,
     live: bool = False,
+    stop: StopRequest | None = None,
 ) -> RunResult:
     """Evaluate and write every table.
 
@@ -50,13 +51,14 @@ def run_evaluation(
     day. Otherwise incremental: the days whose input (predictions or labels)
     changed since the last successful incremental/full run of this config.
     ``log`` receives the console lines; ``live``: it is a terminal (a progress
-    line is redrawn in place).
+    line is redrawn in place); ``stop``: set by a signal handler to stop the run
+    (recorded as failed, naming the signal; RunInterrupted is raised).
     """
     if start is not None and end is not None and start > end:
         raise ConfigError([f"--start-date {start} is after --end-date {end}"])
     session.check_spark_version(spark)
     task = task_for(config)
-    ctx = RunContext(spark, config, task, Phases(log, live))
+    ctx = RunContext(spark, config, task, Phases(log, live, stop))
     with session.run_settings(spark, {**session.RUN_CONF, **task.session_settings()}):
         return _evaluate(ctx, start, end, full)
 
@@ -68,6 +70,8 @@ def _evaluate(ctx: RunContext, start: dt.date | None, end: dt.date | None, full:
     sources = plan.read_sources(ctx)
     day_plan = plan.plan_days(ctx, sources, start, end, full)
     ctx.phase(f"{day_plan.mode} run: {day_plan.note}")
+    for run_id in commit.mark_abandoned(ctx):
+        ctx.phase(f"marked run {run_id} abandoned (its driver is gone)")
     record = commit.RunRecord(ctx, sources, day_plan, start, end)
     result = RunResult(record.run_id, "running", day_plan.mode)
     result.input_versions = record.input_versions
@@ -77,10 +81,15 @@ def _evaluate(ctx: RunContext, start: dt.date | None, end: dt.date | None, full:
             _scan_and_publish(ctx, sources, day_plan, record, result)
             record.wait_started()
         except BaseException as exc:
+            stop = ctx.phase.stop
+            stop.acknowledged.set()  # no more cancelling: the failure is recorded below
             if record.start_failed():
                 raise  # no row of this run to mark failed
             result.status = "failed"
-            record.finish(result, message=str(exc))
+            message = str(exc) if stop.reason is None else f"stopped by {stop.reason}"
+            record.finish(result, message=message)
+            if stop.reason is not None and not isinstance(exc, RunInterrupted):
+                raise RunInterrupted(stop.reason, stop.exit_code) from exc
             raise
     result.status = "succeeded"
     record.finish(result)

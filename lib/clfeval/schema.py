@@ -200,6 +200,11 @@ RUNS_SCHEMA = T.StructType(
         ),
         T.StructField("attempts", T.IntegerType()),
         T.StructField("results_hash", T.StringType()),  # Config.results_fingerprint()
+        # Where the run's driver ran: a later run marks a 'running' row whose
+        # process is gone (same host) or that is older than run.stale_after_hours
+        # as 'abandoned'.
+        T.StructField("host", T.StringType()),
+        T.StructField("pid", T.IntegerType()),
     ]
 )
 

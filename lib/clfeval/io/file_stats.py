@@ -8,8 +8,7 @@ Read here: the range of a date-partitioned table's event times, file by file,
 from which ``run.plan.partition_days`` decides whether every file holds only times of its
 partition's day. Then the scan takes each row's event day from the partition
 value (a constant per file) and never decodes the event times (INT96
-timestamps, Spark's default, are converted row by row: ~0.5 s of a 20M-row
-scan's ~2.8 s here).
+timestamps, Spark's default, are converted row by row, a sixth of a scan).
 """
 
 from __future__ import annotations
@@ -72,7 +71,11 @@ def file_times(
     if snapshot.version != version:
         raise FileTimesError("the table changed since it was read")
     files = snapshot.files()
-    partition = F.col("partitionValues")[F.lit(partition_column)]
+    # With column mapping, partition values and statistics are keyed by each
+    # column's physical name, which the schema's field metadata holds.
+    physical = physical_names(snapshot.schema_json)
+    time_column = physical.get(time_column, time_column)
+    partition = F.col("partitionValues")[F.lit(physical.get(partition_column, partition_column))]
     if days is not None:
         files = files.where(partition.cast("date").isin(*[F.lit(d) for d in days]))
     if start is not None:
@@ -81,6 +84,22 @@ def file_times(
         files = files.where(partition.cast("date") <= F.lit(end))
     rows = files.select(partition.alias("partition"), F.col("stats")).collect()
     return [_file_times(row["partition"], row["stats"], time_column) for row in rows]
+
+
+PHYSICAL_NAME = "delta.columnMapping.physicalName"
+
+
+def physical_names(schema_json: str | None) -> dict[str, str]:
+    """Logical -> physical column name of a Delta schema's top-level columns
+    (only those with column mapping's metadata)."""
+    if not schema_json:
+        return {}
+    fields = json.loads(schema_json).get("fields", [])
+    return {
+        f["name"]: f["metadata"][PHYSICAL_NAME]
+        for f in fields
+        if isinstance(f.get("metadata"), dict) and PHYSICAL_NAME in f["metadata"]
+    }
 
 
 def _file_times(partition: str | None, stats_text: str | None, column: str) -> FileTimes:

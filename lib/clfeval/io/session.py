@@ -71,22 +71,20 @@ DELTA_CONF = {
 # Spark keeps the classes it generates for a query (whole-stage code, projections,
 # orderings) in a cache of 100 entries by default. One binary run generates ~140
 # distinct classes, so with 100 every run of a long-lived session (a notebook, a
-# scheduler running several configs, the benchmark) compiled them all again, and
-# the JIT compiled them again: a warm 20M-row run took 17.3 s with 100 entries
-# and 11.1 s with more room (medians of 5 runs after the first). A static
-# setting, so it is set when the session is built; compiled classes are small.
+# scheduler running several configs) compiles them all again, and the JIT
+# compiles them again. A static setting, so it is set when the session is built;
+# compiled classes are small.
 CODEGEN_CONF = {"spark.sql.codegen.cache.maxEntries": "1000"}
 
 
-# Hadoop's local file system (file: paths), without Hadoop's native library (none
-# comes with pyspark from PyPI), starts a `chmod` process for every file and
-# directory it creates and a `readlink` process for every Delta commit: ~170
-# processes a run, ~3 ms each. clfeval's jar has the same file system with those
-# two calls made in the JVM (jvm/.../NioRawLocalFileSystem.java); a warm 2M-row
-# run 3.97 s -> 3.49 s (medians of 8, alternating in one process). On the
-# driver's class path, not only in spark.jars: Hadoop opens file: paths while the
-# JVM starts, before spark.jars are loaded. For local masters, whose driver is
-# also the executor; a cluster's file systems are the cluster's.
+# fast-local profile only. Hadoop's local file system (file: paths), without
+# Hadoop's native library (none comes with pyspark from PyPI), starts a `chmod`
+# process for every file and directory it creates and a `readlink` process for
+# every Delta commit. clfeval's jar has the same file system with those two calls
+# made in the JVM (jvm/.../NioRawLocalFileSystem.java). On the driver's class
+# path, not only in spark.jars: Hadoop opens file: paths while the JVM starts,
+# before spark.jars are loaded. For local masters, whose driver is also the
+# executor; a cluster's file systems are the cluster's.
 LOCAL_FILE_SYSTEM_CONF = {
     "spark.driver.extraClassPath": str(AGGREGATORS_JAR),
     "spark.hadoop.fs.file.impl": "io.clfeval.NioLocalFileSystem",
@@ -108,23 +106,16 @@ def _jar_has_file_system() -> bool:
     )
 
 
-# The JVM options of local sessions (driver and executor in one JVM, started by
-# this process). A batch run on few cores spends much of its CPU in the JIT
-# compiler's top tier (C2) compiling Spark's planner, Delta's commit path and
-# Parquet's writer, code a run goes through a few times: 6.0 s of compile time
-# against 14.3 CPU-s for the whole process in each of runs 2-5 of a fresh JVM at
-# 20M rows. C2's time grows with how much it inlines into each method it
-# compiles, so smaller limits than HotSpot's (InlineSmallCode 2500 bytes of
-# compiled code, FreqInlineSize 325 bytecodes) cut it, while the row loops' small
-# methods still inline: separate fresh JVMs, 20M rows, three processes each, runs
-# 2-5: 7.46 s -> 6.70 s, 14.3 -> 12.5 CPU-s, the floor's scan 2.55 s -> 2.29 s
-# (not slower), the first run 21.1 s -> 19.3 s. Halving the limits again (and
-# MaxInlineLevel 9) compiled less still but slowed the scans.
-# The parallel garbage collector: a batch job wants throughput, not G1's short
-# pauses, and G1's concurrent work competes with the tasks for the few cores
-# (20M-row runs, three processes per collector, six runs each: first run
-# 33.5-33.9 s with G1 against 31.3-32.2 s, median of runs 3-6 11.8-12.5 s
-# against 11.1-11.6 s).
+# fast-local profile only: the JVM options of a local session (driver and
+# executor in one JVM, started by this process). A batch run on few cores spends
+# much of its CPU in the JIT compiler's top tier (C2) compiling Spark's planner,
+# Delta's commit path and Parquet's writer, code a run goes through a few times.
+# C2's time grows with how much it inlines into each method it compiles, so
+# limits below HotSpot's (InlineSmallCode 2500 bytes of compiled code,
+# FreqInlineSize 325 bytecodes) cut it while the row loops' small methods still
+# inline. The parallel garbage collector: a batch job wants throughput, not G1's
+# short pauses, and G1's concurrent work competes with the tasks for few cores.
+# Figures: docs/performance.md.
 LOCAL_JVM_OPTIONS = "-XX:+UseParallelGC -XX:InlineSmallCode=1500 -XX:FreqInlineSize=150"
 
 
@@ -143,17 +134,12 @@ def local_small_conf(master: str | None, profile: str | None = None) -> dict[str
     shuffle partition per core and no adaptive query execution. Every stage
     after the scan is small (states, metric rows), so more tasks only add
     overhead (each task generates its projections' code, is serialized and
-    scheduled):
-    a 2M-row run on 2 cores took 11.7 s with 8 partitions and 11.0 s with 4;
-    a 20M-row run took 7.44 s with 4 and 6.70 s with 2 (medians of 8
-    alternating repetitions in one process; 2 was faster in all 8 pairs).
+    scheduled).
 
     Adaptive query execution off: with one partition per core there is nothing
     for it to coalesce, and it plans each of a run's ~19 queries again after
     every shuffle stage (a job and a re-optimization per stage), CPU that a
-    small machine takes from the tasks. Warm runs, alternating in one process:
-    2M rows 3.51 s -> 3.26 s (6.29 -> 5.84 CPU-s, 7 of 8 pairs faster), 20M
-    rows 5.75 s -> 5.58 s (10.59 -> 10.25 CPU-s, 5 of 6). A cluster keeps it:
+    small machine takes from the tasks. A cluster keeps it:
     there it coalesces Spark's 200 default shuffle partitions to a few.
 
     With ``profile`` ``fast-local`` (opt-in, for one-machine benchmarks) the JVM
@@ -313,6 +299,19 @@ def _output_to(path: Path) -> Iterator[None]:
             os.close(fd)
 
 
+def cancel_jobs(spark: SparkSession) -> None:
+    """Cancel the session's running Spark jobs (a run asked to stop)."""
+    interrupt = getattr(spark, "interruptAll", None)
+    try:
+        if interrupt is not None:
+            interrupt()
+            return
+    except Exception:  # classic sessions of some lines only support it over Connect
+        pass
+    if jvm.has_jvm(spark):
+        spark.sparkContext.cancelAllJobs()
+
+
 def pyspark_version() -> str:
     from importlib.metadata import version
 
@@ -335,39 +334,29 @@ def check_spark_version(spark: SparkSession) -> None:
 
 # Session settings for the duration of one evaluation run (restored afterwards).
 # - Delta's version checksum file (_delta_log/N.crc) is optional in the protocol;
-#   writing it after each of a run's commits costs a state reconstruction that
-#   took ~0.4 s per commit here, more than writing the small output itself.
+#   writing it after each of a run's commits costs a state reconstruction, more
+#   than writing the small output itself.
 # - A run persists only states and derived rows (per group and bin, not per input
 #   row), so compressing them in memory saves little memory and its per-value
 #   statistics (dictionary candidates of every string key) cost CPU.
 # - Below Int.MaxValue, Spark measures the Arrow batch it sends to Python after
 #   every row; batches stay bounded by maxRecordsPerBatch (10,000 rows).
-# Those three together: a warm 2M-row run 6.77 s -> 6.44 s (medians of 8, alternating).
 # - HotSpot never JIT-compiles a method of more than 8,000 bytes of bytecode
 #   (HugeMethodLimit; DontCompileHugeMethods is on by default): it runs
 #   interpreted. Spark fuses a stage into one generated method up to 65,535 bytes
 #   unless told HotSpot's limit, and the multiclass input checks over a map of
-#   20 classes come to ~13,000 bytes: those rows ran interpreted, ~50 us each.
-#   At HUGE_METHOD_LIMIT Spark runs such a stage operator by operator instead,
-#   in methods small enough to compile: K = 20, 200k rows, the input checks
-#   alone 10.7 -> 1.5 s, a whole run 36.1 -> 27.4 s. Binary runs' largest
-#   generated method is ~2,000 bytes: unchanged.
+#   20 classes come to ~13,000 bytes. At HUGE_METHOD_LIMIT Spark runs such a
+#   stage operator by operator instead, in methods small enough to compile.
 # - A partitioned write sorts each task's rows by the partition columns (one
 #   window after another) unless it may keep a file open per window: a run's
-#   writes hold a few windows per task (the benchmark's 7 days; a day and its
-#   rollups in a nightly run), and the multiclass histograms are a row per
-#   (group, class, true class, bin), 1.44M rows at K = 20 and 200k input rows,
-#   all sorted for nothing. With up to
-#   MAX_OPEN_OUTPUT_FILES files open (beyond that the rest is sorted, as
-#   before), K = 20: 14.67 -> 13.83 s (24.2 -> 22.6 CPU-s; 4 alternating pairs in
-#   one process, all faster), and with OUTPUT_ROW_GROUP_BYTES too, 5 more pairs:
-#   a run 3% faster by the median of pair ratios (4 of 5), 4% less CPU. K = 5
-#   4.54 -> 4.44 s; binary 20M rows unchanged (its output is small).
+#   writes hold a few windows per task (a day and its rollups in a nightly run),
+#   and the multiclass histograms are a row per (group, class, true class, bin),
+#   all sorted for nothing. With up to MAX_OPEN_OUTPUT_FILES files open (beyond
+#   that the rest is sorted, as before) the sort is skipped.
 #   Each open file buffers a row group: at Parquet's 128 MB, 8 files in each of
-#   2 tasks passed the 95% of the heap Parquet's memory manager lets all writers
-#   hold, and it logged a warning for every write of the run ("Scaling row
-#   group sizes to 96.54% for 7 writers", 910 MB heap). A run's files are a few
-#   MB per window: OUTPUT_ROW_GROUP_BYTES is plenty for them.
+#   2 tasks pass the share of the heap Parquet's memory manager lets all writers
+#   hold, and it logs a warning for every write. A run's files are a few MB per
+#   window: OUTPUT_ROW_GROUP_BYTES is plenty for them.
 HUGE_METHOD_LIMIT = 8000
 MAX_OPEN_OUTPUT_FILES = 8
 OUTPUT_ROW_GROUP_BYTES = 16 << 20

@@ -35,10 +35,9 @@ GRANULARITY = GRANULARITY_NAME
 # (Delta ignores them on later writes). Per-file min/max statistics only for the
 # model columns: a (granularity, window_start) partition holds one file per model
 # evaluated into it, so the model is what a reader can skip files by; statistics of
-# every column cost more than writing the small file itself (20M-row benchmark
-# run, 6 alternating repetitions in one process: 7.34 s -> 6.62 s, process CPU
-# 12.6 -> 11.3 s). Tables created by an older clfeval keep their statistics;
-# `ALTER TABLE ... SET TBLPROPERTIES` applies these to them.
+# every column cost more than writing the small file itself. Tables created by an
+# older clfeval keep their statistics; `ALTER TABLE ... SET TBLPROPERTIES` applies
+# these to them.
 OUTPUT_TABLE_PROPERTIES = {"delta.dataSkippingStatsColumns": "model_name,model_version"}
 
 

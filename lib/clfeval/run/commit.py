@@ -10,12 +10,16 @@ most ``run.max_attempts`` times, after a jittered, growing pause.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
+import socket
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
+
+from pyspark.sql import functions as F
 
 from clfeval import __version__
 from clfeval.errors import ConcurrentRunError
@@ -79,6 +83,52 @@ def no_other_daily_commit(ctx: RunContext, read_version: int | None, written: in
     )
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def mark_abandoned(ctx: RunContext) -> list[str]:
+    """Mark as 'abandoned' every 'running' row of the runs table whose driver is
+    gone: its process is not alive on this host, or it started more than
+    ``run.stale_after_hours`` ago. Returns their run ids."""
+    loc = ctx.output("runs")
+    if not tables.table_exists(ctx.spark, loc):
+        return []
+    runs = tables.read_table(ctx.spark, loc)
+    if "host" not in runs.columns:
+        return []
+    here, now = socket.gethostname(), dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    limit = dt.timedelta(hours=ctx.config.run.stale_after_hours)
+    marked = []
+    for row in runs.where(F.col("status") == F.lit("running")).collect():
+        record = row.asDict()
+        dead = (
+            record["host"] == here
+            and record["pid"] is not None
+            and (record["pid"] != os.getpid() and not _process_alive(record["pid"]))
+        )
+        old = record["started_at"] is not None and now - record["started_at"] > limit
+        if not (dead or old):
+            continue
+        why = "its process is gone" if dead else f"started over {limit} ago"
+        fields = {"status": "abandoned", "message": f"abandoned: {why} (found by {here})"}
+        retrying(
+            ctx,
+            "marking an abandoned run",
+            lambda record=record, fields=fields: tables.finish_run(
+                ctx.spark, ctx.config, record, fields
+            ),
+        )
+        marked.append(record["run_id"])
+    return marked
+
+
 class RunRecord:
     """The run's row in ``runs``: appended as 'running' on a background thread
     while the input is scanned (reading writes nothing), then set to
@@ -110,6 +160,8 @@ class RunRecord:
             "mode": plan.mode,
             "start_date": start,
             "end_date": end,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
         }
         self._started: Future | None = None
 

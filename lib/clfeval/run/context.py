@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from pyspark.sql import SparkSession
 from clfeval.config import Config
 from clfeval.core.bins import BinLayout
 from clfeval.core.windows import WindowRange
+from clfeval.errors import RunInterrupted
 from clfeval.io import tables
 from clfeval.schema import EXCLUDED_BY_FILTER, NOT_BAD_REASONS
 from clfeval.tasks import Task
@@ -19,15 +21,36 @@ from clfeval.tasks import Task
 Log = Callable[[str], None]
 
 
+@dataclass
+class StopRequest:
+    """A signal asked the run to stop (``reason``: its name; ``exit_code``).
+
+    Set by the job's signal handler, which also cancels the running Spark jobs
+    until the run ``acknowledged`` it; the run then records itself as failed,
+    naming the signal, at its next step (``Phases``) or when its Spark job ends
+    cancelled."""
+
+    reason: str | None = None
+    exit_code: int = 1
+    acknowledged: threading.Event = field(default_factory=threading.Event)
+
+    def check(self) -> None:
+        """Raise RunInterrupted when a stop was asked and not yet acknowledged."""
+        if self.reason is not None and not self.acknowledged.is_set():
+            raise RunInterrupted(self.reason, self.exit_code)
+
+
 class Phases:
     """One console line per phase, with the time since the run started.
 
     ``live``: the console is a terminal, where a progress line is redrawn in
-    place (``progress``) and ended before the next phase's line."""
+    place (``progress``) and ended before the next phase's line. Each phase first
+    checks ``stop``: a run asked to stop goes no further."""
 
-    def __init__(self, log: Log, live: bool = False):
+    def __init__(self, log: Log, live: bool = False, stop: StopRequest | None = None):
         self.log = log
         self.live = live
+        self.stop = stop or StopRequest()
         self.started = time.monotonic()
         self._open_progress = False
 
@@ -35,6 +58,7 @@ class Phases:
         return f"[clfeval {time.monotonic() - self.started:7.1f}s] {text}"
 
     def __call__(self, text: str) -> None:
+        self.stop.check()
         self._end_progress()
         self.log(self._stamp(text))
 

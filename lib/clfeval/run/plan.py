@@ -196,6 +196,9 @@ def partition_days(
         )
     except file_stats.FileTimesError as exc:
         return PartitionDays(False, str(exc))
+    if not files:
+        # No file checked proves nothing (and a selection of no file needs no proof).
+        return PartitionDays(False, "no data file of the selected partitions to check")
     for f in files:
         if f.problem is not None:
             return PartitionDays(False, f.problem)

@@ -345,9 +345,8 @@ def derive_tables(
 
     # Only the columns the evaluation reads travel to Python (the bin edges, layout
     # id and multiclass columns stay behind). One row per group in batches, instead
-    # of groupBy().applyInArrow's Arrow stream per group, and compact curves: a
-    # warm 2M-row run 9.70 -> 8.92 s, its executor threads 7.4 -> 5.9 CPU-s, Python
-    # workers 1.8 -> 1.1 CPU-s (separate processes alternating, runs 3-6 of two each).
+    # of groupBy().applyInArrow's Arrow stream per group, and compact curves: less
+    # work per group in the executors and the Python workers.
     bins = F.struct(*[F.col(c) for c in ("bin", *BinaryState.FIELDS)])
     compact = histograms.groupBy(*KEY_COLUMNS).agg(F.collect_list(bins).alias("bins"))
     return compact.mapInArrow(run, schema=COMBINED_SCHEMA)

@@ -21,10 +21,9 @@ import org.apache.spark.sql.types.StructType;
  * group key to a dense per-bin buffer, then one compact row per group: its non-empty bins and
  * their sums as three arrays. (2) {@link #states}: those rows hash-partitioned and sorted by group
  * key, each group's rows added into one dense buffer, then one output row per (group, non-empty
- * bin). The exchange moves a row per group and task, not per bin: at 20M rows, 810 rows instead
- * of the 373k that a row per bin took through Spark's partial hash aggregation (which reduced
- * nothing: a task emits each key once), the exchange and Spark's final sum (100M-row scan 12.4 ->
- * 11.4 s, 0.9 CPU-s less).
+ * bin). The exchange moves a row per group and task, not per bin as Spark's partial hash
+ * aggregation would (which reduces nothing here: a task emits each key once), then Spark's final
+ * sum.
  *
  * <p>Why not a Spark {@code Aggregator} (an earlier version): it receives every input row as a
  * JVM object (a tuple of boxed values built by an encoder) inside Spark's object hash
