@@ -48,9 +48,8 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=1_000_000)
     p.add_argument("--reps", type=int, default=3)
     args = p.parse_args()
-    import pyspark
 
-    from clfeval.io.session import DELTA_CONF, DELTA_PACKAGE, build_session
+    from clfeval.io.session import build_session, connect_server_command
     from clfeval.io.tables import write_predictions
     from clfeval.spark.demo_data import demo_predictions
 
@@ -64,25 +63,8 @@ def main() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    home = Path(pyspark.__file__).parent
-    conf = {
-        **DELTA_CONF,
-        "spark.connect.grpc.binding.address": "127.0.0.1",
-        "spark.connect.grpc.binding.port": str(port),
-        "spark.ui.enabled": "false",
-        "spark.sql.shuffle.partitions": "2",
-    }
     server = subprocess.Popen(
-        [
-            str(home / "bin" / "spark-submit"),
-            "--class",
-            "org.apache.spark.sql.connect.service.SparkConnectServer",
-            "--master",
-            "local[2]",
-            "--packages",
-            DELTA_PACKAGE,
-            *[a for k, v in conf.items() for a in ("--conf", f"{k}={v}")],
-        ],
+        connect_server_command("127.0.0.1", port, extra_conf={"spark.sql.shuffle.partitions": "2"}),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env={**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"},

@@ -26,7 +26,7 @@ from compare import COMPARED, output_frame
 
 from clfeval.config import load_config
 from clfeval.io import tables
-from clfeval.io.session import DELTA_CONF, DELTA_PACKAGE
+from clfeval.io.session import connect_server_command
 from clfeval.pipeline import run_evaluation
 from clfeval.spark.demo_data import demo_multiclass_predictions, demo_predictions
 
@@ -63,24 +63,11 @@ def connect(tmp_path_factory):
     home = Path(pyspark.__file__).parent
     log = tmp_path_factory.mktemp("connect") / "server.log"
     port = free_port()
-    conf = {
-        **DELTA_CONF,
-        "spark.connect.grpc.binding.address": "127.0.0.1",
-        "spark.connect.grpc.binding.port": str(port),
-        "spark.sql.shuffle.partitions": "2",
-        "spark.ui.enabled": "false",
-        "spark.driver.memory": "1g",
-    }
-    command = [
-        str(home / "bin" / "spark-submit"),
-        "--class",
-        "org.apache.spark.sql.connect.service.SparkConnectServer",
-        "--master",
-        "local[2]",
-        "--packages",
-        DELTA_PACKAGE,
-        *[a for k, v in conf.items() for a in ("--conf", f"{k}={v}")],
-    ]
+    command = connect_server_command(
+        "127.0.0.1",
+        port,
+        extra_conf={"spark.sql.shuffle.partitions": "2", "spark.driver.memory": "1g"},
+    )
     env = {
         **os.environ,
         "SPARK_HOME": str(home),

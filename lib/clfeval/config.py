@@ -126,7 +126,7 @@ class RunConfig:
     # (run.timezone); 0 = every day in the input.
     initial_lookback_days: int = 0
     # Attempts of a write phase that lost a race with a concurrent run.
-    max_attempts: int = 4
+    max_attempts: int = 6
     # A 'running' row older than this (or of a dead process on this host) is
     # marked 'abandoned' by the next run.
     stale_after_hours: float = 24.0

@@ -1,10 +1,12 @@
 """The sequence of an evaluation run; each step lives in ``clfeval.run``.
 
-1. Check the config's inputs: predictions (and the ``[labels]`` table) pinned
-   at their current Delta versions, their contracts (``run.plan.read_sources``).
+1. Check the output location (writable, Delta tables), then the inputs:
+   predictions (and the ``[labels]`` table) pinned at their current Delta
+   versions, their contracts (``run.plan.read_sources``).
 2. Plan the days: a date range, every day (``--full``), or the days whose input
    changed since the last successful run (``run.plan.plan_days``).
-3. Record the run as 'running' (``run.commit.RunRecord``), in the background.
+3. Mark runs whose driver died 'abandoned'; record this run as 'running'
+   (``run.commit.RunRecord``), in the background.
 4. One scan of the selected rows to per-bin states (the task's ``scan``).
 5. Count rejects; fail before writing if there are too many; quarantine them.
 6. Publish the windows: the daily states, the rollups summed from stored days,
@@ -93,6 +95,7 @@ def _evaluate(ctx: RunContext, start: dt.date | None, end: dt.date | None, full:
             raise
     result.status = "succeeded"
     record.finish(result)
+    ctx.phase.stop.acknowledged.set()  # recorded: a signal from here on changes nothing
     ctx.phase(f"run {result.run_id} succeeded")
     return result
 

@@ -312,6 +312,34 @@ def cancel_jobs(spark: SparkSession) -> None:
         spark.sparkContext.cancelAllJobs()
 
 
+def connect_server_command(
+    host: str, port: int, master: str = "local[2]", extra_conf: dict[str, str] | None = None
+) -> list[str]:
+    """The command that starts the installed pyspark's Spark Connect server with
+    Delta (its jar and two settings) on ``host:port``: what the tests and the
+    Connect benchmark run, and a starting point for a server of one's own."""
+    import pyspark
+
+    home = Path(pyspark.__file__).parent
+    conf = {
+        **DELTA_CONF,
+        "spark.connect.grpc.binding.address": host,
+        "spark.connect.grpc.binding.port": str(port),
+        "spark.ui.enabled": "false",
+        **(extra_conf or {}),
+    }
+    return [
+        str(home / "bin" / "spark-submit"),
+        "--class",
+        "org.apache.spark.sql.connect.service.SparkConnectServer",
+        "--master",
+        master,
+        "--packages",
+        DELTA_PACKAGE,
+        *[a for k, v in conf.items() for a in ("--conf", f"{k}={v}")],
+    ]
+
+
 def pyspark_version() -> str:
     from importlib.metadata import version
 

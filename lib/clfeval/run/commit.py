@@ -35,10 +35,23 @@ class StaleReadError(Exception):
     """Another run committed to score_histograms between this run's read and write."""
 
 
+# Pauses between attempts: exponential with full jitter (uniform in [0, cap]),
+# the cap doubling from BACKOFF_FIRST_SECONDS up to BACKOFF_MAX_SECONDS, so that
+# runs that collided once spread out instead of colliding again in step.
+BACKOFF_FIRST_SECONDS = 1.0
+BACKOFF_MAX_SECONDS = 30.0
+
+
+def backoff_seconds(attempt: int) -> float:
+    """The pause after failed attempt ``attempt`` (1-based)."""
+    cap = min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** (attempt - 1))
+    return random.uniform(0.1 * cap, cap)
+
+
 def retrying(ctx: RunContext, what: str, action: Callable[[], T]) -> T:
     """Run ``action``; when its Delta commit loses a race with a concurrent run
-    (or reads states another run replaced meanwhile), wait a jittered, growing
-    pause and run it again, at most ``run.max_attempts`` times."""
+    (or reads states another run replaced meanwhile), wait a jittered pause
+    (``backoff_seconds``) and run it again, at most ``run.max_attempts`` times."""
     attempts = ctx.config.run.max_attempts
     for attempt in range(1, attempts + 1):
         try:
@@ -53,7 +66,7 @@ def retrying(ctx: RunContext, what: str, action: Callable[[], T]) -> T:
                         "(run.max_attempts); every table holds a committed state, rerun later"
                     ]
                 ) from exc
-            pause = random.uniform(0.5, 1.5) * attempt
+            pause = backoff_seconds(attempt)
             ctx.phase(f"{what}: a concurrent run committed first; retrying in {pause:.1f}s")
             time.sleep(pause)
     raise AssertionError("unreachable")
