@@ -372,7 +372,7 @@ def generate_demo_main(argv: list[str] | None = None) -> int:
     from clfeval.io.tables import write_predictions
     from clfeval.spark.demo_data import demo_multiclass_predictions, demo_predictions
 
-    spark = build_session("clfeval-demo-data", master=args.master)
+    spark = build_session("clfeval-demo-data", master=args.master, quiet=True)
     df = demo_predictions(
         spark, rows=args.rows, days=args.days, start=args.start_date, seed=args.seed
     )

@@ -74,7 +74,7 @@ class TaskProgress:
                 return
             if total == 0:
                 continue
-            self.done, self.total = done, total
+            self.done, self.total = done, max(total, self.total)
             fraction = done / total
             text = f"{self.what}: {fraction:.0%} ({done} of {total} tasks)"
             if self.phase.live:
