@@ -275,7 +275,8 @@ def test_a_day_committed_between_read_and_write_reaches_the_rollups(
     assert_same_tables(spark, config, clean)
 
 
-CONCURRENT_PAIRS = 5
+# More pairs for a longer soak: CLFEVAL_TEST_PAIRS=10.
+CONCURRENT_PAIRS = int(os.environ.get("CLFEVAL_TEST_PAIRS", "5"))
 
 
 def test_concurrent_job_processes_on_overlapping_ranges_all_succeed(spark, committed) -> None:
