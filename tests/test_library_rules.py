@@ -25,7 +25,8 @@ def imported_modules(text: str) -> set[str]:
 
 PY4J_ONLY = re.compile(
     r"pyspark\.rdd|(?<!\w)_jvm\b|(?<!\w)_jdf\b|(?<!\w)_jsc\b|_jsparkSession|\bpy4j\b"
-    r"|\.parallelize\(|\.rdd\b|SparkContext\b|Class\.forName|\bjvm\.(?:io|org|java|scala)\."
+    r"|\.parallelize\(|\.rdd\b|SparkContext\b|sparkContext\b|Class\.forName"
+    r"|\bjvm\.(?:io|org|java|scala)\."
 )
 
 
@@ -46,6 +47,7 @@ def test_the_py4j_rule_catches_each_way_in() -> None:
         'jvm.java.lang.Class.forName("io.clfeval.PartitionStates", True, loader)',
         "jvm.org.apache.spark.sql.delta.DeltaLog.forTable(session, path)",
         "jvm.io.clfeval.PartitionStates",
+        "spark.sparkContext.cancelAllJobs()",
     ):
         assert PY4J_ONLY.search(text), text
 

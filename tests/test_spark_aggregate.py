@@ -366,7 +366,7 @@ def test_jvm_multiclass_states_equal_sql_states(
     ).withColumn("weight", F.rand(5) * 2 + 0.1)
     rows = task_for(config).normalize(frame)
     scan = jvm_scan(spark, layout)
-    assert aggregate.multiclass_jvm_fits(rows, config, layout, scan)
+    assert aggregate.multiclass_accelerator_fits(rows, config, layout, scan)
     if max_items is not None:
         scan = dataclasses.replace(scan, max_items=max_items)
         rows = rows.repartition(3)

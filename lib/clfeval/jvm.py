@@ -49,9 +49,44 @@ def _jvm(spark: SparkSession) -> Any | None:
     return getattr(spark, "_jvm", None)
 
 
-def has_jvm(spark: SparkSession) -> bool:
+def is_classic(spark: SparkSession) -> bool:
     """Whether the session is classic (its JVM is reachable from this process)."""
     return _jvm(spark) is not None
+
+
+def set_log_level(spark: SparkSession, level: str) -> None:
+    """Spark's log level, on a classic session (a Connect client has no log of its own)."""
+    if is_classic(spark):
+        spark.sparkContext.setLogLevel(level)
+
+
+def cancel_all_jobs(spark: SparkSession) -> None:
+    """Cancel the session's running Spark jobs: ``interruptAll`` where the session
+    has it (Spark Connect), else the classic SparkContext's ``cancelAllJobs``."""
+    interrupt = getattr(spark, "interruptAll", None)
+    if interrupt is not None:
+        try:
+            interrupt()
+            return
+        except Exception:  # some classic lines only support it over Connect
+            pass
+    if is_classic(spark):
+        spark.sparkContext.cancelAllJobs()
+
+
+def active_stage_tasks(spark: SparkSession) -> tuple[int, int] | None:
+    """(tasks done, tasks in all) of the running stages, from the classic
+    SparkContext's status tracker; None over Spark Connect."""
+    if not is_classic(spark):
+        return None
+    tracker = spark.sparkContext.statusTracker()
+    done = total = 0
+    for stage_id in tracker.getActiveStageIds():
+        info = tracker.getStageInfo(stage_id)
+        if info is not None:
+            done += info.numCompletedTasks
+            total += info.numTasks
+    return done, total
 
 
 def spark_line(version: str) -> str:

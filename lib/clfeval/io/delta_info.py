@@ -50,7 +50,7 @@ class TableRef:
 def has_delta_table_api(spark: SparkSession) -> bool:
     """Whether ``DeltaTable`` can be used: a classic session (over Spark Connect
     it needs Delta's Connect plugin, which a server may lack)."""
-    return jvm.has_jvm(spark)
+    return jvm.is_classic(spark)
 
 
 def _delta_table(spark: SparkSession, ref: TableRef) -> DeltaTable | None:

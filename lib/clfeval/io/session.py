@@ -265,8 +265,8 @@ def build_session(
             spark = builder.getOrCreate()
     else:
         spark = builder.getOrCreate()
-        if quiet and jvm.has_jvm(spark):
-            spark.sparkContext.setLogLevel("ERROR")
+        if quiet:
+            jvm.set_log_level(spark, "ERROR")
     spark.conf.set("spark.sql.session.timeZone", timezone)
     return spark
 
@@ -301,15 +301,7 @@ def _output_to(path: Path) -> Iterator[None]:
 
 def cancel_jobs(spark: SparkSession) -> None:
     """Cancel the session's running Spark jobs (a run asked to stop)."""
-    interrupt = getattr(spark, "interruptAll", None)
-    try:
-        if interrupt is not None:
-            interrupt()
-            return
-    except Exception:  # classic sessions of some lines only support it over Connect
-        pass
-    if jvm.has_jvm(spark):
-        spark.sparkContext.cancelAllJobs()
+    jvm.cancel_all_jobs(spark)
 
 
 def connect_server_command(

@@ -158,9 +158,8 @@ def _table_problem(spark: SparkSession, loc: TableLocation) -> str | None:
         ):
             return f"output table {loc.name}: {loc.path!r} is a folder that is not a Delta table"
     try:
-        if not table_exists(spark, loc):
-            return None
-        read_table(spark, loc).schema  # noqa: B018 - analysis reads the log
+        # Reading the table's latest version replays its log: a corrupt log fails here.
+        table_version(spark, loc)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         return f"output table {loc.name}: Delta table {loc} cannot be read ({first})"

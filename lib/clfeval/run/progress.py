@@ -35,7 +35,7 @@ class TaskProgress:
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> TaskProgress:
-        if jvm.has_jvm(self.spark):
+        if jvm.is_classic(self.spark):  # a status tracker to read
             self._thread = threading.Thread(target=self._watch, daemon=True)
             self._thread.start()
         return self
@@ -56,14 +56,7 @@ class TaskProgress:
             self.phase.progress("", final=True, abandon=True)
 
     def _counts(self) -> tuple[int, int]:
-        tracker = self.spark.sparkContext.statusTracker()
-        done = total = 0
-        for stage_id in tracker.getActiveStageIds():
-            info = tracker.getStageInfo(stage_id)
-            if info is not None:
-                done += info.numCompletedTasks
-                total += info.numTasks
-        return done, total
+        return jvm.active_stage_tasks(self.spark) or (0, 0)
 
     def _watch(self) -> None:
         logged_fraction, logged_at = -1.0, time.monotonic()

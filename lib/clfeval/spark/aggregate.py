@@ -165,11 +165,11 @@ def jvm_partial_states(rows: DataFrame, config: Config, scan: JvmScan) -> DataFr
     bins (its non-empty bins), counts (n_rows and n_pos per listed bin,
     interleaved) and sums (loss_sum, sq_err_sum, score_sum, w_pos, w_neg per
     listed bin, interleaved); the arrays NULL for a group without scored rows.
-    What ``_scan_states_jvm`` merges; here for tests of the scan's own step."""
+    What ``_scan_states_accelerated`` merges; here for tests of the scan's own step."""
     return _run_scan(scan.scanner.scan, rows, config, scan)
 
 
-def _scan_states_jvm(rows: DataFrame, config: Config, scan: JvmScan) -> DataFrame:
+def _scan_states_accelerated(rows: DataFrame, config: Config, scan: JvmScan) -> DataFrame:
     """``scan_states`` through the JVM scan: its compact partial states (see
     ``jvm_partial_states``), hash-partitioned by group (the only exchange, a row
     per group and task) and merged per group into a row per (group, bin)."""
@@ -206,7 +206,7 @@ def scan_states(
     (reject_reason NULL, bin set) or rejected rows of one reason.
     """
     if jvm is not None and jvm_groups_by(rows, config):
-        return _scan_states_jvm(rows, config, jvm)
+        return _scan_states_accelerated(rows, config, jvm)
     weighted = config.input.weight_column is not None
     group = [*DAY_KEYS, *[segment_column_name(c) for c in config.finest_segments()]]
     valid = F.col("reject_reason").isNull()
@@ -241,7 +241,9 @@ def scan_states(
 MULTICLASS_KEYS = ("class_index", "true_index", "predicted", "true_rank")
 
 
-def multiclass_jvm_fits(rows: DataFrame, config: Config, layout: BinLayout, jvm: JvmScan) -> bool:
+def multiclass_accelerator_fits(
+    rows: DataFrame, config: Config, layout: BinLayout, jvm: JvmScan
+) -> bool:
     """Whether the JVM multiclass scan can take ``rows`` (normalized): keys it
     groups by itself (see ``jvm_groups_by``) and K^2 x 2 x (K+1) x bins item keys
     that fit its packed key (K = 50 and 10,000 bins do)."""
@@ -278,11 +280,13 @@ def jvm_partial_multiclass_states(rows: DataFrame, config: Config, scan: JvmScan
     by (group, item), emitted as one row per group: the scan keys, row_count, and
     items (packed item keys), counts and sums (weight, loss, squared error and
     score per item, interleaved); the arrays NULL for a group without valid rows.
-    What ``_scan_multiclass_states_jvm`` merges; here for tests of the scan's own step."""
+    What ``_scan_multiclass_states_accelerated`` merges; here for tests of the scan's own step."""
     return _run_multiclass_scan(scan.multiclass.scan, rows, config, scan)
 
 
-def _scan_multiclass_states_jvm(rows: DataFrame, config: Config, scan: JvmScan) -> DataFrame:
+def _scan_multiclass_states_accelerated(
+    rows: DataFrame, config: Config, scan: JvmScan
+) -> DataFrame:
     """``scan_multiclass_states`` through the JVM scan: its compact partial states
     (see ``jvm_partial_multiclass_states``), hash-partitioned by group (the only
     exchange, a row per group and task) and merged per group into a row per
@@ -302,12 +306,12 @@ def scan_multiclass_states(
     true class, ``n_neg``/``w_neg`` the others; ``n_rows`` counts each input
     row once (on its true-class item; rejected rows have one item with NULLs).
 
-    With ``jvm`` (from ``jvm_scan``; where ``multiclass_jvm_fits``) the items are
+    With ``jvm`` (from ``jvm_scan``; where ``multiclass_accelerator_fits``) the items are
     summed by clfeval's JVM scan without exploding rows; same states (float sums
     up to their order of addition).
     """
-    if jvm is not None and multiclass_jvm_fits(rows, config, layout, jvm):
-        return _scan_multiclass_states_jvm(rows, config, jvm)
+    if jvm is not None and multiclass_accelerator_fits(rows, config, layout, jvm):
+        return _scan_multiclass_states_accelerated(rows, config, jvm)
     valid = F.col("reject_reason").isNull()
     probs, y, w = F.col("probs"), F.col("y"), F.col("weight")
     p_true = F.element_at(probs, y + F.lit(1))

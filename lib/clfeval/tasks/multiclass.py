@@ -207,7 +207,7 @@ class MulticlassTask(Task):
         return f"{len(self.classes)} classes x {self.layout.n_bins} bins"
 
     def jvm_fits(self, rows: DataFrame, jvm: JvmScan) -> str | None:
-        if aggregate.multiclass_jvm_fits(rows, self.config, self.layout, jvm):
+        if aggregate.multiclass_accelerator_fits(rows, self.config, self.layout, jvm):
             return None
         return "collated key columns or too many classes x bins"
 
