@@ -15,7 +15,10 @@ COMPARED = ("score_histograms", "metrics", "confusion_matrices", "curves")
 
 
 def output_frame(spark, config, name: str) -> pd.DataFrame:
-    df = tables.read_table(spark, tables.output_location(config, name)).toPandas()
+    if name == "runs":  # each run's current state (the table is a log of run events)
+        df = tables.read_runs(spark, config).toPandas()
+    else:
+        df = tables.read_table(spark, tables.output_location(config, name)).toPandas()
     scalar = [
         c
         for c in df.columns

@@ -16,6 +16,7 @@ import pytest
 from clfeval.cli import evaluate_main
 from clfeval.errors import (
     EXIT_CONFIG,
+    EXIT_CONFLICT,
     EXIT_CONTRACT,
     EXIT_EMPTY,
     EXIT_OK,
@@ -159,6 +160,38 @@ def test_each_failure_is_one_message_with_its_exit_code(
     assert not JAVA_TRACE.search(captured.err), captured.err
     if code not in (EXIT_OK, EXIT_EMPTY):
         assert len(captured.err.strip().splitlines()) <= 3, captured.err
+
+
+def test_a_lost_commit_race_is_one_message_with_its_exit_code(
+    spark, demo_output, tmp_path, capsys, monkeypatch
+) -> None:
+    """Exit 6 (conflict): a run of 2026-11-03 reads the stored days and sums its
+    week; before it commits, another run commits 2026-11-04 of the same week (a
+    real run, started from the write below). With ``run.max_attempts=1`` the
+    first run may not redo its windows: one message naming the setting."""
+    from clfeval.io import tables
+
+    out = tmp_path / "out"
+    args = demo_args(demo_output, out)
+    assert evaluate_main([*args, "--start-date", "2026-11-02", "--end-date", "2026-11-02"]) == 0
+    original = tables.replace_windows
+    interleaved: list[int] = []
+
+    def commit_the_next_day_first(spark_, df, loc, ranges, models, **more):
+        if loc.name == "score_histograms" and not interleaved:
+            interleaved.append(-1)  # the run below writes through here too
+            day = ["--start-date", "2026-11-04", "--end-date", "2026-11-04"]
+            interleaved[0] = evaluate_main([*args, *day])
+        return original(spark_, df, loc, ranges, models, **more)
+
+    monkeypatch.setattr(tables, "replace_windows", commit_the_next_day_first)
+    capsys.readouterr()
+    day = ["--start-date", "2026-11-03", "--end-date", "2026-11-03"]
+    assert evaluate_main([*args, *day, "--set", "run.max_attempts=1"]) == EXIT_CONFLICT
+    assert interleaved == [EXIT_OK]
+    err = capsys.readouterr().err
+    assert "run.max_attempts" in err and "rerun later" in err, err
+    assert not JAVA_TRACE.search(err) and len(err.strip().splitlines()) <= 3, err
 
 
 def test_output_inside_the_input_is_refused(demo_output, tmp_path, capsys) -> None:

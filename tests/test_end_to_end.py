@@ -99,7 +99,7 @@ def test_every_row_is_evaluated_or_rejected(spark, demo) -> None:
     metrics = read(spark, config, "metrics")
     overall = metrics[(metrics.slice_key == "") & (metrics.metric == "roc_auc")]
     assert overall.n_rows.sum() == result.rows_evaluated
-    runs = read(spark, config, "runs")
+    runs = tables.read_runs(spark, config).toPandas()
     run = runs[runs.run_id == result.run_id].iloc[0]
     assert run.status == "succeeded"
     assert run.rows_read == result.rows_read and run.rows_rejected == result.rows_rejected
@@ -339,7 +339,7 @@ def test_rerun_is_idempotent_and_leaves_other_windows_alone(spark, demo) -> None
         a = after.sort_values(cols).reset_index(drop=True)
         b = before[n].sort_values(cols).reset_index(drop=True)
         pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-12)
-    runs = read(spark, config, "runs")
+    runs = tables.read_runs(spark, config).toPandas()
     assert (runs.status == "succeeded").sum() == 2
 
 
@@ -363,7 +363,7 @@ def test_reject_limit_fails_before_writing(spark, demo) -> None:
     with pytest.raises(RejectLimitError, match="null_label"):
         run_evaluation(spark, config, log=lambda _: None)
     assert not tables.table_exists(spark, tables.output_location(config, "score_histograms"))
-    runs = read(spark, config, "runs")
+    runs = tables.read_runs(spark, config).toPandas()
     assert list(runs.status) == ["failed"]
 
 

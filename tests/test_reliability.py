@@ -194,7 +194,7 @@ def test_a_signalled_run_records_failed_with_the_signal(spark, tmp_path, sig) ->
     _, err = job.communicate(timeout=300)
     assert job.returncode != 0, seen
     runs = tables.read_table(spark, tables.TableLocation("runs", path=str(out / "runs")))
-    rows = runs.collect()
+    rows = tables.current_runs(runs).collect()
     assert [r.status for r in rows] == ["failed"], (rows, err[-2000:])
     assert signal.Signals(sig).name in rows[0].message, rows[0].message
     assert os.path.exists(out / "runs")
@@ -238,9 +238,6 @@ def test_running_rows_of_dead_or_old_drivers_are_marked_abandoned(spark, tmp_pat
         run_evaluation(spark, config, full=True, log=lambda _: None)
     finally:
         live.kill()
-    statuses = {
-        r.run_id: r.status
-        for r in tables.read_table(spark, tables.output_location(config, "runs")).collect()
-    }
+    statuses = {r.run_id: r.status for r in tables.read_runs(spark, config).collect()}
     assert statuses["d" * 32] == "abandoned" and statuses["e" * 32] == "abandoned"
     assert statuses["a" * 32] == "running"

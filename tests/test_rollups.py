@@ -128,6 +128,36 @@ def test_rollup_metrics_equal_direct_computation_over_the_window(spark, rolled) 
     assert checked >= len(expected) * 4 * 2
 
 
+def test_days_covered_counts_the_days_each_window_holds(spark, rolled) -> None:
+    """``days_covered`` of every metric row: 1 for a day; for a rollup, the days
+    of the window on which the series (model, version, slice) has rows, counted
+    from the raw rows. The six input days leave both weeks, both months and the
+    first and last rolling windows partly covered."""
+    config, raw = rolled
+    metrics = read(spark, config, "metrics")
+    assert (metrics[metrics.granularity == "day"].days_covered == 1).all()
+    rollup = metrics[metrics.granularity != "day"]
+    series = ["model_name", "model_version", "slice_key", "slice_value"]
+    windows = rollup[[*series, "granularity", "window_start", "window_end", "days_covered"]]
+    windows = windows.drop_duplicates()
+    overall = raw.assign(slice_key="", slice_value="")
+    by_device = raw.assign(slice_key="device", slice_value=raw.device)
+    rows = pd.concat([overall, by_device])
+    partial = 0
+    for w in windows.itertuples():
+        inside = rows[
+            (rows.model_name == w.model_name)
+            & (rows.model_version == w.model_version)
+            & (rows.slice_key == w.slice_key)
+            & (rows.slice_value == w.slice_value)
+            & (rows.day >= w.window_start)
+            & (rows.day < w.window_end)
+        ]
+        assert w.days_covered == inside.day.nunique(), w
+        partial += w.days_covered < (w.window_end - w.window_start).days
+    assert partial > 0 and len(windows) > partial
+
+
 def test_rerun_of_one_day_refreshes_rollups_to_the_same_content(spark, rolled) -> None:
     config, _ = rolled
     before = {name: read(spark, config, name) for name in ("score_histograms", "metrics", "curves")}

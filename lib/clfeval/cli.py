@@ -461,8 +461,9 @@ def report_main(argv: list[str] | None = None) -> int:
 def views_main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="views.py",
-        description="Create views latest_metrics, latest_confusion_matrices and latest_curves: "
-        "each model's rows of its latest daily window. In output.catalog_schema when set "
+        description="Create views latest_metrics, latest_confusion_matrices and latest_curves "
+        "(each model's rows of its latest daily window) and latest_runs (each run's current "
+        "state, its latest row in runs). In output.catalog_schema when set "
         "(next to the tables), else in the session's current database (persistent with a "
         "Hive or Unity Catalog metastore).",
     )

@@ -154,30 +154,53 @@ class DeltaSnapshot:
     table_id: str | None
     properties: dict[str, str]
     schema_json: str | None  # Delta's schemaString (JSON), with column-mapping metadata
-    _files: Any
+    _snapshot: Any
     _spark: SparkSession
 
     def files(self) -> DataFrame:
         """The snapshot's data files (Delta's ``add`` actions: ``path``,
-        ``partitionValues``, ``stats``, ...)."""
-        return DataFrame(self._files.toDF(), self._spark)
+        ``partitionValues``, ``stats``, ...). Built on demand: it replays the log's
+        file actions, which the version, id and properties do not need."""
+        try:
+            return DataFrame(self._snapshot.allFiles().toDF(), self._spark)
+        except Py4JError as exc:
+            raise LookupError(f"the log's files could not be read: {exc}") from exc
+
+
+def _latest_snapshot(spark: SparkSession, path: str | None) -> Any | None:
+    """Delta's JVM snapshot of the table at ``path``, its log listed now (never a
+    cached state); None for catalog tables, Spark Connect or another Delta build."""
+    jvm = _jvm(spark)
+    if path is None or jvm is None:
+        return None
+    log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path)
+    none = jvm.scala.Option.empty()
+    # update(stalenessAcceptable=false, ...): list the log now (Delta 3.3 to 4.4)
+    return log.update(False, none, none)
+
+
+def delta_version(spark: SparkSession, path: str | None) -> int | None:
+    """The latest version of the Delta table at ``path`` (-1: no table there) from
+    the log on the driver: a listing and no Spark job, where ``history(1)`` runs
+    one. None where ``delta_snapshot`` is; callers then use Delta's public API."""
+    try:
+        snapshot = _latest_snapshot(spark, path)
+        return None if snapshot is None else int(snapshot.version())
+    except (Py4JError, ValueError, LookupError, TypeError):
+        return None
 
 
 def delta_snapshot(spark: SparkSession, path: str | None) -> DeltaSnapshot | None:
     """The latest snapshot of the Delta table at ``path``, listed now (never a
     cached state); None for catalog tables, Spark Connect, another Delta build,
     or any error: callers then use Delta's public API."""
-    jvm = _jvm(spark)
-    if path is None or jvm is None:
-        return None
     try:
-        log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path)
-        none = jvm.scala.Option.empty()
-        # update(stalenessAcceptable=false, ...): list the log now (Delta 3.3 to 4.4)
-        snapshot = log.update(False, none, none)
+        snapshot = _latest_snapshot(spark, path)
+        if snapshot is None:
+            return None
         version = int(snapshot.version())
         if version < 0:
-            return DeltaSnapshot(version, None, {}, None, snapshot.allFiles(), spark)
+            return DeltaSnapshot(version, None, {}, None, snapshot, spark)
         metadata = json.loads(snapshot.metadata().json())["metaData"]
         properties = {str(k): str(v) for k, v in (metadata.get("configuration") or {}).items()}
         return DeltaSnapshot(
@@ -185,7 +208,7 @@ def delta_snapshot(spark: SparkSession, path: str | None) -> DeltaSnapshot | Non
             str(metadata["id"]),
             properties,
             metadata.get("schemaString"),
-            snapshot.allFiles(),
+            snapshot,
             spark,
         )
     except (Py4JError, ValueError, LookupError, TypeError):

@@ -98,6 +98,7 @@ METRICS_SCHEMA = keyed_schema(
     ("n_positive", T.LongType()),
     ("n_negative", T.LongType()),
     ("weight_total", T.DoubleType()),
+    ("days_covered", T.IntegerType()),
 )
 
 CONFUSION_SCHEMA = keyed_schema(

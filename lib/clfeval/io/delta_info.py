@@ -94,9 +94,9 @@ def exists(spark: SparkSession, ref: TableRef) -> bool:
 
 def version(spark: SparkSession, ref: TableRef) -> int | None:
     """The latest committed version, or None when the table does not exist."""
-    snapshot = jvm.delta_snapshot(spark, ref.path)
-    if snapshot is not None:
-        return None if snapshot.version < 0 else snapshot.version
+    listed = jvm.delta_version(spark, ref.path)
+    if listed is not None:
+        return None if listed < 0 else listed
     if has_delta_table_api(spark):
         table = _delta_table(spark, ref)
         if table is None:

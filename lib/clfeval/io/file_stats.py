@@ -70,7 +70,10 @@ def file_times(
         raise FileTimesError("the table's log is not reachable from the driver")
     if snapshot.version != version:
         raise FileTimesError("the table changed since it was read")
-    files = snapshot.files()
+    try:
+        files = snapshot.files()
+    except LookupError as exc:
+        raise FileTimesError(str(exc)) from exc
     # With column mapping, partition values and statistics are keyed by each
     # column's physical name, which the schema's field metadata holds.
     physical = physical_names(snapshot.schema_json)

@@ -22,6 +22,7 @@ from functools import reduce
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from pyspark.sql.window import Window
 
 from clfeval.config import GRANULARITY_NAME, MODEL_NAME, Config
 from clfeval.core.windows import WindowRange
@@ -324,35 +325,51 @@ def _save(writer, loc: TableLocation) -> None:
 
 
 def start_run(spark: SparkSession, config: Config, record: dict) -> None:
-    """Append the run's first row (status 'running') to the runs table: a blind
-    append, which never conflicts with a concurrent run's commits."""
-    # mergeSchema: a runs table written by an older clfeval gains the new columns.
-    writer = (
-        _run_row(spark, record).write.format("delta").mode("append").option("mergeSchema", "true")
-    )
-    _save(writer, output_location(config, "runs"))
-
-
-RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+    """Append the run's first row (status 'running') to the runs table."""
+    _append_run_row(spark, config, record)
 
 
 def finish_run(spark: SparkSession, config: Config, record: dict, updates: dict) -> None:
-    """Replace the run's row with its final fields (status, counts, versions, end
-    time) in one commit: Delta's ``replaceWhere`` on the run's id removes the
-    file ``start_run`` appended (rewriting any other rows a compaction put in the
-    same file) and adds the final row. The predicate is built from the run id,
-    which this process generated and checks (32 hex digits), never from config."""
-    run_id = record["run_id"]
-    if not RUN_ID.match(run_id):
-        raise ValueError(f"run id {run_id!r} is not 32 hex digits")
+    """Append the run's final row: ``record`` with ``updates`` (status, counts,
+    versions) and ``ended_at`` now.
+
+    The runs table is a log of run events, appended to only: a blind append never
+    conflicts with a concurrent run's commit and reads nothing first, where
+    rewriting the 'running' row in place (UPDATE, MERGE or ``replaceWhere``) costs
+    a scan of the table and two Spark jobs per run. A run's current state is its
+    latest row (``current_runs``; the ``latest_runs`` view of ``jobs/views.py``)."""
+    _append_run_row(spark, config, {**record, **updates}, ended_now=True)
+
+
+def _append_run_row(spark: SparkSession, config: Config, record: dict, ended_now: bool = False):
+    # mergeSchema: a runs table written by an older clfeval gains the new columns.
     writer = (
-        _run_row(spark, {**record, **updates}, ended_now=True)
+        _run_row(spark, record, ended_now)
         .write.format("delta")
-        .mode("overwrite")
-        .option("replaceWhere", f"run_id = '{run_id}'")
+        .mode("append")
         .option("mergeSchema", "true")
     )
     _save(writer, output_location(config, "runs"))
+
+
+def current_runs(runs: DataFrame) -> DataFrame:
+    """Each run's current state: its latest row (the final row with the latest
+    ``ended_at``; the 'running' row until there is one)."""
+    latest_first = Window.partitionBy("run_id").orderBy(F.col("ended_at").desc_nulls_last())
+    return (
+        runs.withColumn("event_rank", F.row_number().over(latest_first))
+        .where(F.col("event_rank") == 1)
+        .drop("event_rank")
+    )
+
+
+def read_runs(spark: SparkSession, config: Config) -> DataFrame | None:
+    """The current state of every run recorded in the output's runs table (None
+    when there is no such table)."""
+    loc = output_location(config, "runs")
+    if not table_exists(spark, loc):
+        return None
+    return current_runs(read_table(spark, loc))
 
 
 def last_baseline_run(spark: SparkSession, config: Config, input_name: str) -> dict | None:
@@ -403,7 +420,8 @@ def views_persist(spark: SparkSession) -> bool:
 
 
 def create_latest_views(spark: SparkSession, config: Config) -> list[str]:
-    """``latest_<prefix><table>`` views: each model's rows of its latest daily window.
+    """``latest_<prefix><table>`` views: each model's rows of its latest daily
+    window, and ``latest_<prefix>runs``: each run's current state (its latest row).
 
     With ``output.catalog_schema`` the views are created in that schema (next to
     the tables); with ``output.path`` in the session's current database, over
@@ -412,7 +430,7 @@ def create_latest_views(spark: SparkSession, config: Config) -> list[str]:
     refused), so no config text can change the statement.
     """
     created = []
-    for table in VIEW_TABLES:
+    for table in (*VIEW_TABLES, "runs"):
         loc = output_location(config, table)
         if loc.qualified_name is not None:
             source = loc.qualified_name
@@ -425,13 +443,23 @@ def create_latest_views(spark: SparkSession, config: Config) -> list[str]:
             path = loc.path if ":" in loc.path else os.path.abspath(loc.path)
             source = f"delta.`{path}`"
             view = f"latest_{config.output.table_prefix}{table}"
-        spark.sql(
-            f"CREATE OR REPLACE VIEW {view} AS "
-            f"SELECT t.* FROM {source} AS t "
-            f"JOIN (SELECT model_name AS latest_model, max(window_start) AS latest_start "
-            f"FROM {source} WHERE granularity = 'day' GROUP BY model_name) AS l "
-            f"ON t.model_name = l.latest_model AND t.window_start = l.latest_start "
-            f"WHERE t.granularity = 'day'"
-        )
+        spark.sql(f"CREATE OR REPLACE VIEW {view} AS {_latest_rows_query(table, source)}")
         created.append(view)
     return created
+
+
+def _latest_rows_query(table: str, source: str) -> str:
+    if table == "runs":
+        columns = ", ".join(f.name for f in RUNS_SCHEMA.fields)
+        return (
+            f"SELECT {columns} FROM (SELECT t.*, row_number() OVER "
+            f"(PARTITION BY run_id ORDER BY ended_at DESC NULLS LAST) AS event_rank "
+            f"FROM {source} AS t) WHERE event_rank = 1"
+        )
+    return (
+        f"SELECT t.* FROM {source} AS t "
+        f"JOIN (SELECT model_name AS latest_model, max(window_start) AS latest_start "
+        f"FROM {source} WHERE granularity = 'day' GROUP BY model_name) AS l "
+        f"ON t.model_name = l.latest_model AND t.window_start = l.latest_start "
+        f"WHERE t.granularity = 'day'"
+    )

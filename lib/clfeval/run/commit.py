@@ -107,14 +107,11 @@ def _process_alive(pid: int) -> bool:
 
 
 def mark_abandoned(ctx: RunContext) -> list[str]:
-    """Mark as 'abandoned' every 'running' row of the runs table whose driver is
-    gone: its process is not alive on this host, or it started more than
-    ``run.stale_after_hours`` ago. Returns their run ids."""
-    loc = ctx.output("runs")
-    if not tables.table_exists(ctx.spark, loc):
-        return []
-    runs = tables.read_table(ctx.spark, loc)
-    if "host" not in runs.columns:
+    """Mark as 'abandoned' (append a final row) every run still 'running' whose
+    driver is gone: its process is not alive on this host, or it started more
+    than ``run.stale_after_hours`` ago. Returns their run ids."""
+    runs = tables.read_runs(ctx.spark, ctx.config)
+    if runs is None or "host" not in runs.columns:
         return []
     here, now = socket.gethostname(), dt.datetime.now(dt.UTC).replace(tzinfo=None)
     limit = dt.timedelta(hours=ctx.config.run.stale_after_hours)

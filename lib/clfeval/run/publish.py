@@ -20,7 +20,7 @@ from clfeval.run import commit, monitoring
 from clfeval.run.context import RunContext
 from clfeval.run.states import rollups, same_histograms, stored_histograms
 from clfeval.schema import METRICS_SCHEMA
-from clfeval.spark import derive
+from clfeval.spark import aggregate, derive
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def publish_windows(
     if own_histograms is None:
         read_back = stored_histograms(ctx, day_ranges, read_version).persist()
     days = own_histograms if read_back is None else read_back
-    rollup_ranges, rolled = rollups(ctx, day_ranges, read_version, days)
+    rollup_ranges, rolled, covered = rollups(ctx, day_ranges, read_version, days)
     if rolled is not None:
         ctx.phase(
             "rolling up "
@@ -95,6 +95,8 @@ def publish_windows(
                 fields = [f.name for f in METRICS_SCHEMA.fields]
                 rows = [tuple(r.get(f) for f in fields) for r in extra_metrics]
                 df = df.unionByName(spark.createDataFrame(rows, METRICS_SCHEMA))
+            if name == "metrics":
+                df = aggregate.with_days_covered(df, covered)
             loc = ctx.output(name)
             expand = derive.WRITE_EXPANSIONS.get(name)
             writes[name] = lambda df=df, loc=loc, expand=expand: tables.replace_windows(

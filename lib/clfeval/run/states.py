@@ -51,14 +51,15 @@ def rollups(
     day_ranges: list[WindowRange],
     version: int | None,
     own_histograms: DataFrame,
-) -> tuple[list[WindowRange], DataFrame | None]:
-    """Every rollup window containing one of the run's days, and its histograms:
-    sums of the daily histograms stored at ``version``, where ``own_histograms``
-    (the run's days) replace the stored rows of the run's days.
-    ``([], None)`` when there are none."""
+) -> tuple[list[WindowRange], DataFrame | None, DataFrame | None]:
+    """Every rollup window containing one of the run's days, its histograms
+    (sums of the daily histograms stored at ``version``, where ``own_histograms``
+    (the run's days) replace the stored rows of the run's days) and the days
+    each series' window covers (``aggregate.rollup_days_covered``).
+    ``([], None, None)`` when there are none."""
     granularities = [g for g in ctx.config.output.granularities if g != "day"]
     if not granularities:
-        return [], None
+        return [], None, None
     if version is None:
         daily = own_histograms
     else:
@@ -75,11 +76,14 @@ def rollups(
     # A rolling window is written once its last day is stored (see windows.affected).
     affected = [a for a in affected if a.windows.first <= a.windows.last]
     if not affected:
-        return [], None
+        return [], None, None
     targets = windows.merge_ranges([a.windows for a in affected])
     sources = windows.merge_ranges(
         [WindowRange("day", a.source_first, a.source_last) for a in affected]
     )
     needed = daily.where(tables.window_filter(sources))
     rolled = reduce(DataFrame.unionByName, [aggregate.rollup_windows(needed, t) for t in targets])
-    return targets, rolled
+    covered = reduce(
+        DataFrame.unionByName, [aggregate.rollup_days_covered(needed, t) for t in targets]
+    )
+    return targets, rolled, covered

@@ -27,7 +27,7 @@ from clfeval.config import Config
 from clfeval.core.binary import LOG_LOSS_EPS
 from clfeval.core.bins import BinLayout
 from clfeval.core.windows import WindowRange, rolling_days
-from clfeval.schema import HISTOGRAM_KEYS, STATE_SUMS
+from clfeval.schema import HISTOGRAM_KEYS, METRICS_SCHEMA, STATE_SUMS
 from clfeval.spark.selection import escaped_segment, segment_column_name
 
 # Clip before the logit so that 0 and 1 give finite values; the bin correction
@@ -465,15 +465,11 @@ def rollup_slices(
     )
 
 
-def rollup_windows(daily: DataFrame, windows: WindowRange) -> DataFrame:
-    """Histograms of rollup windows as sums of stored daily histograms (no rescan).
-
-    ``daily`` holds the stored ``granularity = 'day'`` rows the windows need;
-    each day is assigned to its week (Monday start), its month, or to each of
-    the N rolling windows that contain it; only windows whose start lies in
-    ``windows`` are kept. Sums of counts are exact, so a rollup equals a scan
-    of the whole window.
-    """
+def _assign_rollups(daily: DataFrame, windows: WindowRange) -> DataFrame:
+    """``daily`` with each day's rollup window of ``windows.granularity``
+    (``rollup_start``, ``rollup_end``): its week (Monday start), its month, or
+    each of the N rolling windows that contain it; only windows whose start lies
+    in ``windows`` are kept."""
     day = F.col("window_start")
     g = windows.granularity
     n = rolling_days(g)
@@ -490,19 +486,32 @@ def rollup_windows(daily: DataFrame, windows: WindowRange) -> DataFrame:
     else:
         raise ValueError(f"{g!r} is not a rollup granularity")
     assigned = daily.withColumn("rollup_start", start).withColumn("rollup_end", end)
-    assigned = assigned.where(
+    return assigned.where(
         (F.col("rollup_start") >= F.lit(windows.first))
         & (F.col("rollup_start") <= F.lit(windows.last))
     )
-    summed = assigned.groupBy(*HISTOGRAM_KEYS, "rollup_start", "rollup_end").agg(
-        *[F.sum(c).alias(c) for c in STATE_SUMS]
+
+
+def rollup_windows(daily: DataFrame, windows: WindowRange) -> DataFrame:
+    """Histograms of rollup windows as sums of stored daily histograms (no rescan).
+
+    ``daily`` holds the stored ``granularity = 'day'`` rows the windows need;
+    each day is assigned to its week (Monday start), its month, or to each of
+    the N rolling windows that contain it; only windows whose start lies in
+    ``windows`` are kept. Sums of counts are exact, so a rollup equals a scan
+    of the whole window.
+    """
+    summed = (
+        _assign_rollups(daily, windows)
+        .groupBy(*HISTOGRAM_KEYS, "rollup_start", "rollup_end")
+        .agg(*[F.sum(c).alias(c) for c in STATE_SUMS])
     )
     return summed.select(
         "model_name",
         "model_version",
         "slice_key",
         "slice_value",
-        F.lit(g).alias("granularity"),
+        F.lit(windows.granularity).alias("granularity"),
         F.col("rollup_start").alias("window_start"),
         F.col("rollup_end").alias("window_end"),
         *HISTOGRAM_KEYS[4:11],
@@ -510,6 +519,54 @@ def rollup_windows(daily: DataFrame, windows: WindowRange) -> DataFrame:
         F.col("n_neg").cast("long").alias("n_neg"),
         *[F.col(s).cast("double").alias(s) for s in STATE_SUMS[2:]],
         "layout_id",
+    )
+
+
+# What identifies a window of one series: the metrics' join keys for days_covered.
+SERIES_WINDOW = (
+    "model_name",
+    "model_version",
+    "slice_key",
+    "slice_value",
+    "granularity",
+    "window_start",
+)
+
+
+def rollup_days_covered(daily: DataFrame, windows: WindowRange) -> DataFrame:
+    """Per series (model, version, slice) and rollup window of ``windows``: how
+    many of the window's days have stored states (``days_covered``). A window
+    covers fewer days than it spans (``window_end - window_start``) while its
+    days are still to come, or where a day was never evaluated or had no rows
+    of the series."""
+    covered = (
+        _assign_rollups(daily, windows)
+        .groupBy("model_name", "model_version", "slice_key", "slice_value", "rollup_start")
+        .agg(F.countDistinct("window_start").cast("int").alias("days_covered"))
+    )
+    return covered.select(
+        "model_name",
+        "model_version",
+        "slice_key",
+        "slice_value",
+        F.lit(windows.granularity).alias("granularity"),
+        F.col("rollup_start").alias("window_start"),
+        "days_covered",
+    )
+
+
+def with_days_covered(metrics: DataFrame, covered: DataFrame | None) -> DataFrame:
+    """``metrics`` with ``days_covered``: 1 for a daily window, the rollup's count
+    from ``covered`` (``rollup_days_covered``) for the others; columns in the
+    table's order."""
+    daily = F.when(F.col("granularity") == F.lit("day"), F.lit(1))
+    metrics = metrics.drop("days_covered")
+    if covered is not None:
+        # Small (a row per series and window): broadcast, no shuffle of the metrics.
+        metrics = metrics.join(F.broadcast(covered), list(SERIES_WINDOW), "left")
+        daily = F.coalesce(F.col("days_covered"), daily)
+    return metrics.withColumn("days_covered", daily.cast("int")).select(
+        *[f.name for f in METRICS_SCHEMA.fields]
     )
 
 
