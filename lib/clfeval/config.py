@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from clfeval.core.alerts import AlertRule
 from clfeval.core.binary import ThresholdPolicy
 from clfeval.core.bins import BinLayout, make_layout
+from clfeval.core.expressions import NAMES, CustomMetric, ExpressionError, parse_expression
 from clfeval.errors import ConfigError
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -97,6 +98,7 @@ class MetricsConfig:
     recall_floor: float = 0.8
     fpr_cap: float = 0.05
     calibration_bins: int = 10
+    custom: tuple[CustomMetric, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -341,7 +343,10 @@ def parse_config(raw: dict[str, Any]) -> Config:
                 problems.append(f"{path}: unknown key{_did_you_mean(key, list(fields))}")
                 continue
             before = len(problems)
-            checked = _check_type(path, value, str(fields[key].type), problems)
+            if path == "metrics.custom":
+                checked = _parse_custom_metrics(value, problems)
+            else:
+                checked = _check_type(path, value, str(fields[key].type), problems)
             if len(problems) == before:  # a bad value keeps its default: report, go on
                 values[key] = checked
         sections[section_name] = values
@@ -353,6 +358,71 @@ def parse_config(raw: dict[str, Any]) -> Config:
     if problems:
         raise ConfigError(problems)
     return config
+
+
+CUSTOM_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+def _parse_custom_metrics(raw: Any, problems: list[str]) -> tuple[CustomMetric, ...]:
+    """``[[metrics.custom]]``: each a ``name``, an ``expression`` (parsed by
+    ``core.expressions``, never evaluated as Python) and optionally ``optimize``."""
+    if not isinstance(raw, list):
+        problems.append("metrics.custom: expected a list of tables ([[metrics.custom]])")
+        return ()
+    out: list[CustomMetric] = []
+    for n, item in enumerate(raw):
+        path = f"metrics.custom[{n}]"
+        if not isinstance(item, dict):
+            problems.append(f"{path}: expected a table with name and expression")
+            continue
+        unknown = sorted(set(item) - {"name", "expression", "optimize"})
+        for key in unknown:
+            problems.append(f"{path}.{key}: unknown key (name, expression, optimize)")
+        name, text, optimize = item.get("name"), item.get("expression"), item.get("optimize")
+        if not isinstance(name, str) or not CUSTOM_NAME.match(name):
+            problems.append(
+                f"{path}.name: {name!r} must be lower-case letters, digits and '_' "
+                "(at most 63, starting with a letter)"
+            )
+            continue
+        if name in NAMES or name in BUILT_IN_METRICS or any(m.name == name for m in out):
+            problems.append(f"{path}.name: {name!r} is already a metric's name")
+            continue
+        if optimize not in (None, "max", "min"):
+            problems.append(f'{path}.optimize: {optimize!r} must be "max" or "min"')
+            continue
+        try:
+            expression = parse_expression(text)
+        except ExpressionError as exc:
+            problems.append(f"{path}.expression ({name}): {exc}")
+            continue
+        out.append(CustomMetric(name, expression, optimize))
+    return tuple(out)
+
+
+# Metric names clfeval writes itself: a custom metric may not take one.
+BUILT_IN_METRICS = frozenset(
+    {
+        "f_beta",
+        "cohen_kappa",
+        "lr_plus",
+        "lr_minus",
+        "diagnostic_odds_ratio",
+        "gini",
+        "ks_statistic",
+        "pr_auc",
+        "prevalence",
+        "ece",
+        "mce",
+        "brier_reliability",
+        "brier_resolution",
+        "brier_uncertainty",
+        "support",
+        "rejected_rows",
+        "label_coverage",
+        "below_min_slice_size",
+    }
+)
 
 
 BASELINE = re.compile(r"^(previous_window|window:\d{4}-\d{2}-\d{2}|champion:[A-Za-z0-9_.:\-]+)$")

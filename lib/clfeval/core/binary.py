@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from clfeval.core.bins import BinLayout
+from clfeval.core.expressions import GROUP_METRICS, CustomMetric, count_values, delta_interval
 from clfeval.core.intervals import delong_interval, f1_interval, mcc_interval, wilson
 
 # scikit-learn's log_loss clips probabilities to [eps, 1 - eps] with float64 eps.
@@ -179,7 +180,9 @@ def threshold_metrics(c: Confusion, beta: float) -> list[MetricValue]:
     balanced_accuracy = (recall+specificity)/2,
     cohen_kappa = (p_o − p_e)/(1 − p_e) with p_o = accuracy and
     p_e = ((TP+FP)(TP+FN) + (FN+TN)(FP+TN))/T²,
-    predicted_positive_rate = (TP+FP)/T.
+    predicted_positive_rate = (TP+FP)/T, informedness = recall + specificity − 1
+    (Youden's J), markedness = precision + npv − 1, lr_plus = recall/fpr,
+    lr_minus = fnr/specificity, diagnostic_odds_ratio = (TP·TN)/(FP·FN).
     """
     tp, fp, tn, fn = c.tp, c.fp, c.tn, c.fn
     total = tp + fp + tn + fn
@@ -205,6 +208,10 @@ def threshold_metrics(c: Confusion, beta: float) -> list[MetricValue]:
     else:
         kappa = MetricValue("cohen_kappa", None, c.threshold)
     balanced = None if recall is None or specificity is None else (recall + specificity) / 2
+    informed = None if recall is None or specificity is None else recall + specificity - 1
+    precision, npv = ratio(tp, tp + fp), ratio(tn, tn + fn)
+    marked = None if precision is None or npv is None else precision + npv - 1
+    fpr, fnr = ratio(fp, fp + tn), ratio(fn, fn + tp)
     return [
         m("accuracy", tp + tn, total),
         m("precision", tp, tp + fp),
@@ -219,6 +226,15 @@ def threshold_metrics(c: Confusion, beta: float) -> list[MetricValue]:
         MetricValue("balanced_accuracy", balanced, c.threshold),
         kappa,
         m("predicted_positive_rate", tp + fp, total),
+        MetricValue("informedness", informed, c.threshold),
+        MetricValue("markedness", marked, c.threshold),
+        MetricValue("lr_plus", None, c.threshold)
+        if recall is None or fpr is None
+        else m("lr_plus", recall, fpr),
+        MetricValue("lr_minus", None, c.threshold)
+        if fnr is None or specificity is None
+        else m("lr_minus", fnr, specificity),
+        m("diagnostic_odds_ratio", s_tp * s_tn, s_fp * s_fn),
     ]
 
 
@@ -348,7 +364,8 @@ def pr_auc(pr: Curve) -> float:
 def threshold_free_metrics(
     state: BinaryState, layout: BinLayout, confidence: float = 0.95
 ) -> list[MetricValue]:
-    """ROC AUC (+ bounds, DeLong CI), average precision, PR-AUC, log loss, Brier, prevalence.
+    """ROC AUC (+ bounds, DeLong CI), Gini, KS (+ bounds), average precision,
+    PR-AUC, log loss, Brier, prevalence.
 
     log_loss = sum(w * -log p_true) / sum(w), brier_score = sum(w * (y - p)^2) / sum(w),
     prevalence = P / (P + N).
@@ -370,6 +387,8 @@ def threshold_free_metrics(
         )
     out = [
         auc_metric,
+        _gini(auc_metric),
+        ks_statistic(state),
         MetricValue("average_precision", None if pr is None else average_precision(pr)),
         MetricValue("pr_auc", None if pr is None else pr_auc(pr)),
     ]
@@ -382,6 +401,134 @@ def threshold_free_metrics(
         ),
     ]
     return with_wilson(out, {"prevalence": state.n_rows}, confidence)
+
+
+def _gini(auc: MetricValue) -> MetricValue:
+    """gini = 2·AUC − 1, with AUC's bounds and interval mapped the same way."""
+
+    def g(x: float | None) -> float | None:
+        return None if x is None else 2 * x - 1
+
+    return MetricValue(
+        "gini",
+        g(auc.value),
+        bound_lower=g(auc.bound_lower),
+        bound_upper=g(auc.bound_upper),
+        ci_lower=g(auc.ci_lower),
+        ci_upper=g(auc.ci_upper),
+    )
+
+
+def ks_statistic(state: BinaryState) -> MetricValue:
+    """Kolmogorov–Smirnov statistic max_t |TPR(t) − FPR(t)| (the largest gap
+    between the classes' score distributions), with its guaranteed bounds.
+
+    The value is the maximum over the bin edges, thresholds the exact scores
+    reach too, so it is the lower bound. Inside bin b, whose rows may be ordered
+    any way, the gap d moves from d_b (threshold at the bin's upper edge) by at
+    most +Wpos_b/P (its positives first) and −Wneg_b/N (its negatives first):
+    the upper bound is max_b max(|d_b|, d_b + Wpos_b/P, Wneg_b/N − d_b)."""
+    P, N = state.positive_weight, state.negative_weight
+    if not (0 < P < math.inf and 0 < N < math.inf):
+        return MetricValue("ks_statistic", None)
+    pos, neg = state.w_pos[::-1] / P, state.w_neg[::-1] / N  # highest bin first
+    after = np.cumsum(pos) - np.cumsum(neg)  # gap at each bin's lower edge
+    before = np.concatenate([[0.0], after[:-1]])  # gap at its upper edge
+    value = float(np.max(np.abs(np.concatenate([[0.0], after]))))
+    upper = float(np.max(np.maximum.reduce([np.abs(before), before + pos, neg - before])))
+    value, upper = min(value, 1.0), min(max(upper, value), 1.0)
+    return MetricValue("ks_statistic", value, bound_lower=value, bound_upper=upper)
+
+
+def custom_metrics(
+    custom: tuple[CustomMetric, ...],
+    confusions: list[Confusion],
+    group: dict[str, float],
+    n_rows: int,
+    confidence: float,
+) -> list[MetricValue]:
+    """Each custom metric at each threshold of ``confusions`` (``core.expressions``):
+    value, numerator and denominator when the expression is a division, and a
+    delta-method interval where it exists. ``group``: the threshold-free values."""
+    out = []
+    for c in confusions:
+        cells = {"tp": c.tp, "fp": c.fp, "tn": c.tn, "fn": c.fn}
+        counts = {"n_tp": c.n_tp, "n_fp": c.n_fp, "n_tn": c.n_tn, "n_fn": c.n_fn}
+        arrays = {k: np.asarray([float(v)]) for k, v in {**cells, **counts}.items()}
+        values = {
+            **count_values(
+                arrays["tp"],
+                arrays["fp"],
+                arrays["tn"],
+                arrays["fn"],
+                {k: arrays[k] for k in counts},
+            ),
+            **group,
+        }
+        for metric in custom:
+            value = _scalar(metric.expression.evaluate(values))
+            parts = metric.expression.ratio_parts
+            num = den = None
+            if parts is not None:
+                num, den = (_scalar(e.evaluate(values)) for e in parts)
+            interval = None
+            if value is not None:
+                interval = delta_interval(metric.expression, cells, group, n_rows, confidence)
+            out.append(
+                MetricValue(
+                    metric.name,
+                    value,
+                    c.threshold,
+                    num,
+                    den,
+                    ci_lower=None if interval is None else interval[0],
+                    ci_upper=None if interval is None else interval[1],
+                )
+            )
+    return out
+
+
+def _scalar(values: np.ndarray) -> float | None:
+    v = float(values[0])
+    return None if math.isnan(v) else v
+
+
+def custom_curves(
+    custom: tuple[CustomMetric, ...], state: BinaryState, layout: BinLayout, group: dict[str, float]
+) -> tuple[list[Curve], list[MetricValue]]:
+    """Each custom metric over every occupied bin's lower edge (the distinct
+    thresholds, highest first) as a curve (x = threshold, y = value), and for
+    those with ``optimize``, ``recommended_threshold_<name>``: the threshold with
+    the largest (smallest) defined value, ties to the higher threshold."""
+    bins = _occupied_descending(state)
+    if bins.size == 0 or not custom:
+        return [], []
+    P, N = state.positive_weight, state.negative_weight
+    tp, fp = np.cumsum(state.w_pos[bins]), np.cumsum(state.w_neg[bins])
+    n_tp, n_fp = np.cumsum(state.n_pos[bins]), np.cumsum(state.n_neg[bins])
+    nP, nN = float(state.n_pos.sum()), float(state.n_neg.sum())
+    counts = {
+        "n_tp": n_tp.astype(float),
+        "n_fp": n_fp.astype(float),
+        "n_tn": nN - n_fp,
+        "n_fn": nP - n_tp,
+    }
+    fn, tn = np.maximum(P - tp, 0.0), np.maximum(N - fp, 0.0)
+    values = {**count_values(tp, fp, tn, fn, counts), **group}
+    thresholds = layout.lower[bins]
+    curves, recommended = [], []
+    for metric in custom:
+        y = metric.expression.evaluate(values) * np.ones(bins.size)
+        curves.append(Curve(metric.name, thresholds, thresholds, y))
+        if metric.optimize is None:
+            continue
+        name = f"recommended_threshold_{metric.name}"
+        if np.isnan(y).all():
+            recommended.append(MetricValue(name, None))
+            continue
+        k = int(np.nanargmax(y) if metric.optimize == "max" else np.nanargmin(y))
+        recommended.append(MetricValue(name, float(y[k]), float(thresholds[k])))
+    return curves, recommended
 
 
 def calibration(
@@ -488,22 +635,30 @@ def evaluate(
     confidence: float = 0.95,
     policy: ThresholdPolicy | None = None,
     calibration_bins: int = 10,
+    custom: tuple[CustomMetric, ...] = (),
 ) -> BinaryEvaluation:
     """All binary metrics (with intervals), confusion matrices and curves of one group.
 
     Confusion matrices are given at the configured thresholds and at every
-    recommended threshold (so each recommendation comes with its counts).
+    recommended threshold (so each recommendation comes with its counts),
+    custom metrics (``custom``) at each of those thresholds and as curves.
     """
     recommended = recommended_thresholds(state, layout, policy or ThresholdPolicy())
+    threshold_free = threshold_free_metrics(state, layout, confidence)
+    group = {m.metric: np.nan if m.value is None else m.value for m in threshold_free}
+    group = {name: group[name] for name in GROUP_METRICS}
+    custom_curve_list, custom_recommended = custom_curves(custom, state, layout, group)
+    recommended += custom_recommended
     extra = [m.threshold for m in recommended if m.threshold is not None]
     all_thresholds = tuple(sorted(set(thresholds) | set(extra)))
     confusions = confusion_at(state, layout, all_thresholds)
-    metrics = threshold_free_metrics(state, layout, confidence) + recommended
+    metrics = threshold_free + recommended
     for c in confusions:
         metrics.extend(with_intervals(c, threshold_metrics(c, beta), confidence))
+    metrics.extend(custom_metrics(custom, confusions, group, state.n_rows, confidence))
     reliability, calibration_metrics = calibration(state, layout, calibration_bins)
     metrics.extend(calibration_metrics)
     curves = [
         c for c in (roc_curve(state, layout), pr_curve(state, layout), reliability) if c is not None
     ]
-    return BinaryEvaluation(metrics, confusions, curves)
+    return BinaryEvaluation(metrics, confusions, curves + custom_curve_list)

@@ -47,10 +47,12 @@ import numpy as np
 from clfeval.core.binary import (
     LOG_LOSS_EPS,
     BinaryState,
+    Confusion,
     Curve,
     MetricValue,
     average_precision,
     calibration,
+    custom_metrics,
     pr_curve,
     ratio,
     roc_auc,
@@ -58,6 +60,7 @@ from clfeval.core.binary import (
     with_wilson,
 )
 from clfeval.core.bins import BinLayout
+from clfeval.core.expressions import CustomMetric
 from clfeval.core.intervals import delong_interval
 
 
@@ -405,8 +408,77 @@ def evaluate_multiclass(
     top_k: tuple[int, ...] = (),
     confidence: float = 0.95,
     calibration_bins: int = 10,
+    custom: tuple[CustomMetric, ...] = (),
 ) -> MulticlassEvaluation:
     """Every multiclass metric, the K×K confusion matrix and per-class curves of one group."""
     metrics = confusion_metrics(state, classes, confidence)
     more, curves = score_metrics(state, classes, layout, top_k, confidence, calibration_bins)
-    return MulticlassEvaluation(metrics + more, state.confusion_n, state.confusion_w, curves)
+    metrics += more
+    metrics += custom_class_metrics(state, classes, custom, metrics, confidence)
+    return MulticlassEvaluation(metrics, state.confusion_n, state.confusion_w, curves)
+
+
+def custom_class_metrics(
+    state: MulticlassState,
+    classes: tuple[str, ...],
+    custom: tuple[CustomMetric, ...],
+    computed: list[ClassMetric],
+    confidence: float,
+) -> list[ClassMetric]:
+    """Each custom metric per class on its one-vs-rest counts at the predicted
+    class (tp = the class predicted and true, fp = predicted but not true,
+    fn = true but not predicted, tn = the rest), with the class's own ``roc_auc``
+    and ``average_precision`` and the model's ``log_loss`` and ``brier_score``;
+    then ``<name>_macro``: the mean over the classes present (true or predicted)
+    where the value is defined."""
+    if not custom:
+        return []
+    k = _class_counts(state)
+    total, n_total = float(k["support"].sum()), float(k["n_support"].sum())
+    by_key = {(m.class_label, m.metric.metric): m.metric.value for m in computed}
+    present = (k["support"] > 0) | (k["predicted"] > 0)
+    out: list[ClassMetric] = []
+    per_class: dict[str, list[float]] = {m.name: [] for m in custom}
+    for c, label in enumerate(classes):
+        tp = float(k["tp"][c])
+        fp, fn = float(k["predicted"][c]) - tp, float(k["support"][c]) - tp
+        cells = {
+            "tp": tp,
+            "fp": max(fp, 0.0),
+            "tn": max(total - tp - fp - fn, 0.0),
+            "fn": max(fn, 0.0),
+        }
+        n_tp = float(k["n_tp"][c])
+        n_fp, n_fn = float(k["n_predicted"][c]) - n_tp, float(k["n_support"][c]) - n_tp
+        counts = {"n_tp": n_tp, "n_fp": n_fp, "n_tn": n_total - n_tp - n_fp - n_fn, "n_fn": n_fn}
+        group = {
+            "roc_auc": by_key.get((label, "roc_auc")),
+            "average_precision": by_key.get((label, "average_precision")),
+            "log_loss": by_key.get((None, "log_loss")),
+            "brier_score": by_key.get((None, "brier_score")),
+        }
+        group = {g: np.nan if v is None else float(v) for g, v in group.items()}
+        for metric in custom_metrics(
+            custom, [_confusion(cells, counts)], group, int(n_total), confidence
+        ):
+            out.append(ClassMetric(label, metric))
+            if present[c] and metric.value is not None:
+                per_class[metric.metric].append(metric.value)
+    for name, values in per_class.items():
+        macro = float(np.mean(values)) if values else None
+        out.append(ClassMetric(None, MetricValue(f"{name}_macro", macro)))
+    return out
+
+
+def _confusion(cells: dict[str, float], counts: dict[str, float]) -> Confusion:
+    return Confusion(
+        None,  # type: ignore[arg-type]  # multiclass counts are at the predicted class
+        cells["tp"],
+        cells["fp"],
+        cells["tn"],
+        cells["fn"],
+        int(counts["n_tp"]),
+        int(counts["n_fp"]),
+        int(counts["n_tn"]),
+        int(counts["n_fn"]),
+    )

@@ -24,6 +24,7 @@ from pyspark.sql.pandas.types import to_arrow_schema
 
 from clfeval.core.binary import BinaryEvaluation, BinaryState, Curve, ThresholdPolicy, evaluate
 from clfeval.core.bins import BinLayout
+from clfeval.core.expressions import CustomMetric
 from clfeval.core.multiclass import MulticlassEvaluation, MulticlassState, evaluate_multiclass
 from clfeval.schema import (
     BELOW_MIN_SLICE_SIZE,
@@ -313,9 +314,10 @@ def derive_tables(
     policy: ThresholdPolicy | None = None,
     calibration_bins: int = 10,
     min_slice_size: int = 0,
+    custom: tuple[CustomMetric, ...] = (),
 ) -> DataFrame:
     """Rows of ``metrics``, ``confusion_matrices`` and (compact) ``curves`` in one
-    frame (see ``split_tables``).
+    frame (see ``split_tables``); ``custom``: the config's custom metrics.
 
     Each group is evaluated once: its histogram rows are collected into one row
     (its bins as a list) where they are summed by key, and ``mapInArrow`` hands
@@ -327,7 +329,9 @@ def derive_tables(
 
     def evaluate_group(key: tuple, rows: Columns) -> pa.Table:
         state = state_from_rows(rows, layout.n_bins)
-        result = evaluate(state, layout, thresholds, beta, confidence, policy, calibration_bins)
+        result = evaluate(
+            state, layout, thresholds, beta, confidence, policy, calibration_bins, custom
+        )
         return _combined_table(
             key,
             metric_rows(result, state, positive_label),
@@ -435,12 +439,15 @@ def derive_multiclass_tables(
     confidence: float = 0.95,
     calibration_bins: int = 10,
     min_slice_size: int = 0,
+    custom: tuple[CustomMetric, ...] = (),
 ) -> DataFrame:
     """Multiclass rows of the three tables in one frame (see ``derive_tables``)."""
 
     def run(key: tuple, table: pa.Table) -> pa.Table:
         state = multiclass_state_from_pandas(table.to_pandas(), classes, layout.n_bins)
-        result = evaluate_multiclass(state, classes, layout, top_k, confidence, calibration_bins)
+        result = evaluate_multiclass(
+            state, classes, layout, top_k, confidence, calibration_bins, custom
+        )
         metrics, confusions = _multiclass_rows(result, state, classes)
         curves = curve_columns(result.curves)
         return _combined_table(key, metrics, confusions, curves, state.n_rows, min_slice_size)

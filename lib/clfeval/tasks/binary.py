@@ -161,6 +161,7 @@ class BinaryTask(Task):
             self.config.threshold_policy(),
             m.calibration_bins,
             self.config.slices.min_slice_size,
+            m.custom,
         )
 
     def summarize(self, states: DataFrame) -> list[dict]:

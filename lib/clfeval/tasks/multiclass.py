@@ -237,6 +237,7 @@ class MulticlassTask(Task):
             m.confidence_level,
             m.calibration_bins,
             self.config.slices.min_slice_size,
+            m.custom,
         )
 
     def summarize(self, states: DataFrame) -> list[dict]:
