@@ -324,3 +324,90 @@ def test_custom_metrics_end_to_end_equal_the_built_ins_in_every_row(
     confusion = tables.read_table(spark, tables.output_location(config, "confusion_matrices"))
     thresholds = {r.threshold for r in confusion.select("threshold").distinct().collect()}
     assert set(chosen.threshold) <= thresholds
+
+
+def random_rows(rng, trial: int):
+    n = int(rng.integers(5, 400))
+    kind = trial % 4
+    if kind == 0:
+        p = rng.beta(2, 5, n)
+    elif kind == 1:
+        p = rng.choice([0.1, 0.2, 0.2001, 0.7], n)
+    elif kind == 2:
+        p = rng.choice([0.0, 1.0, 0.5, 0.3], n)
+    else:
+        p = rng.random(n)
+    y = (rng.random(n) < 0.2 + 0.6 * p).astype(int)
+    if y.min() == y.max():
+        y[0] = 1 - y[0]
+    w = rng.gamma(1.0, 1.0, n) if trial % 2 else np.ones(n)
+    return y, p, w
+
+
+def test_average_precision_and_partial_auc_lie_inside_their_bounds_always() -> None:
+    """scikit-learn's exact AP and McClish partial AUC (max_fpr 0.1 and 0.3) inside
+    the reported bounds in each of 1,000 random trials (ties, exact 0/1, weights)."""
+    from clfeval.core.binary import average_precision_metric, partial_roc_auc
+
+    rng = np.random.default_rng(21)
+    for trial in range(1000):
+        y, p, w = random_rows(rng, trial)
+        state = BinaryState.from_scores(LAYOUT, y, p, w)
+        ap = average_precision_metric(state, LAYOUT)
+        exact = skm.average_precision_score(y, p, sample_weight=w)
+        assert ap.bound_lower - 1e-12 <= exact <= ap.bound_upper + 1e-12, (trial, ap, exact)
+        assert ap.bound_lower <= ap.value <= ap.bound_upper
+        for max_fpr in (0.1, 0.3):
+            raw, mcclish = partial_roc_auc(state, max_fpr)
+            exact = skm.roc_auc_score(y, p, sample_weight=w, max_fpr=max_fpr)
+            assert mcclish.bound_lower - 1e-12 <= exact <= mcclish.bound_upper + 1e-12, trial
+            assert raw.bound_lower <= raw.value <= raw.bound_upper
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_partial_auc_and_skill_scores_equal_sklearn_on_edge_scores(weighted) -> None:
+    y, p, w = rows(6, weighted=weighted)
+    state = BinaryState.from_scores(LAYOUT, y, p, w)
+    got = by_key(evaluate(state, LAYOUT, THRESHOLDS, 1.0, partial_fprs=(0.1, 0.5)))
+    for max_fpr in (0.1, 0.5):
+        expected = skm.roc_auc_score(y, p, sample_weight=w, max_fpr=max_fpr)
+        value = got[(f"partial_roc_auc_mcclish_{max_fpr:g}", None)].value
+        assert value == pytest.approx(expected, rel=RTOL)
+    assert got[("average_precision", None)].value == pytest.approx(
+        skm.average_precision_score(y, p, sample_weight=w), rel=RTOL
+    )
+    prevalence = np.average(y, weights=w)
+    brier = skm.brier_score_loss(y, p, sample_weight=w)
+    base_loss = skm.log_loss(y, np.full(y.size, prevalence), sample_weight=w)
+    loss = skm.log_loss(y, p, sample_weight=w)
+    skill = got[("brier_skill_score", None)].value
+    assert skill == pytest.approx(1 - brier / (prevalence * (1 - prevalence)), rel=RTOL)
+    assert got[("log_loss_skill_score", None)].value == pytest.approx(
+        1 - loss / base_loss, rel=1e-7
+    )
+
+
+def test_gains_lift_and_expected_cost_curves_equal_brute_force() -> None:
+    from clfeval.core.binary import ThresholdPolicy
+
+    y, p, w = rows(8, weighted=True)
+    state = BinaryState.from_scores(LAYOUT, y, p, w)
+    policy = ThresholdPolicy(cost_fp=1.0, cost_fn=7.0)
+    result = evaluate(
+        state,
+        LAYOUT,
+        THRESHOLDS,
+        1.0,
+        policy=policy,
+        extra_curves=("gains", "lift", "expected_cost"),
+    )
+    curves = {c.name: c for c in result.curves}
+    total, prevalence = w.sum(), np.average(y, weights=w)
+    for k, t in enumerate(curves["gains"].thresholds):
+        tp, fp, _tn, fn = cells(y, p, w, t)
+        flagged = (tp + fp) / total
+        assert curves["gains"].x[k] == pytest.approx(flagged, rel=RTOL)
+        assert curves["gains"].y[k] == pytest.approx(tp / (tp + fn), rel=RTOL)
+        assert curves["lift"].y[k] == pytest.approx(tp / (tp + fp) / prevalence, rel=RTOL)
+        assert curves["expected_cost"].y[k] == pytest.approx((fp + 7 * fn) / total, rel=RTOL)
+    assert "gains" not in {c.name for c in evaluate(state, LAYOUT, THRESHOLDS, 1.0).curves}

@@ -276,7 +276,7 @@ def test_a_day_committed_between_read_and_write_reaches_the_rollups(
 
 
 # More pairs for a longer soak: CLFEVAL_TEST_PAIRS=10.
-CONCURRENT_PAIRS = int(os.environ.get("CLFEVAL_TEST_PAIRS", "5"))
+CONCURRENT_PAIRS = int(os.environ.get("CLFEVAL_TEST_PAIRS", "3"))
 
 
 def test_concurrent_job_processes_on_overlapping_ranges_all_succeed(spark, committed) -> None:

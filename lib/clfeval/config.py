@@ -23,7 +23,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from clfeval.core.alerts import AlertRule
-from clfeval.core.binary import ThresholdPolicy
+from clfeval.core.binary import EXTRA_CURVES, ThresholdPolicy
 from clfeval.core.bins import BinLayout, make_layout
 from clfeval.core.expressions import NAMES, CustomMetric, ExpressionError, parse_expression
 from clfeval.errors import ConfigError
@@ -99,6 +99,8 @@ class MetricsConfig:
     fpr_cap: float = 0.05
     calibration_bins: int = 10
     custom: tuple[CustomMetric, ...] = ()
+    partial_auc_max_fpr: tuple[float, ...] = ()
+    extra_curves: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -569,6 +571,12 @@ def _semantic_problems(c: Config) -> list[str]:
     for n, t in enumerate(m.thresholds):
         if not 0.0 < t <= 1.0:
             p.append(f"metrics.thresholds[{n}]: {t} must lie in (0, 1] (the bin range)")
+    for name in m.extra_curves:
+        if name not in EXTRA_CURVES:
+            p.append(f"metrics.extra_curves: {name!r} is not one of {', '.join(EXTRA_CURVES)}")
+    for n, limit in enumerate(m.partial_auc_max_fpr):
+        if not 0 < limit <= 1:
+            p.append(f"metrics.partial_auc_max_fpr[{n}]: {limit} must lie in (0, 1]")
     if len(set(m.thresholds)) != len(m.thresholds):
         p.append("metrics.thresholds: duplicate thresholds")
     if len(m.thresholds) > MAX_THRESHOLDS:

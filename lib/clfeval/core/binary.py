@@ -351,9 +351,133 @@ def pr_curve(state: BinaryState, layout: BinLayout) -> Curve | None:
     )
 
 
+EXTRA_CURVES = ("gains", "lift", "expected_cost")
+
+
+def gains_curves(
+    state: BinaryState, layout: BinLayout, policy: ThresholdPolicy, names: tuple[str, ...]
+) -> list[Curve]:
+    """The curves ``names`` asks for (``metrics.extra_curves``; each as many
+    points as ROC, so none by default), at each occupied bin's lower edge
+    (threshold descending), with the share of the total weight flagged
+    q = (TP + FP)/T: ``gains`` (x = q, y = recall,
+    the cumulative-gains curve), ``lift`` (x = q, y = precision/prevalence) and
+    ``expected_cost`` (x = threshold, y = (cost_fp·FP + cost_fn·FN)/T with the
+    configured costs)."""
+    P, N = state.positive_weight, state.negative_weight
+    T = P + N
+    if not names or not (0 < P < math.inf and 0 < N < math.inf):
+        return []
+    bins = _occupied_descending(state)
+    tp, fp = np.cumsum(state.w_pos[bins]) / T, np.cumsum(state.w_neg[bins]) / T
+    flagged, share = tp + fp, P / T
+    fn = np.maximum(share - tp, 0.0)
+    thresholds = layout.lower[bins]
+    curves = {
+        "gains": lambda: Curve("gains", thresholds, flagged, tp / share),
+        "lift": lambda: Curve("lift", thresholds, flagged, tp / flagged / share),
+        "expected_cost": lambda: Curve(
+            "expected_cost", thresholds, thresholds, policy.cost_fp * fp + policy.cost_fn * fn
+        ),
+    }
+    return [curves[name]() for name in names]
+
+
 def average_precision(pr: Curve) -> float:
     """AP = sum_k (R_k - R_{k-1}) * P_k over thresholds descending (scikit-learn's)."""
     return float(np.dot(np.diff(pr.x), pr.y[1:]))
+
+
+def average_precision_metric(state: BinaryState, layout: BinLayout) -> MetricValue:
+    """Binned average precision with its guaranteed bounds.
+
+    The binned value treats each bin as one group of tied scores. The rows of
+    bin b may be ordered any way: with TP₀, FP₀ the weights above the bin and
+    p_b, n_b its own, the precision at a positive that has c of the bin's
+    positive weight at or above it lies between g(c) = (TP₀ + c)/(TP₀ + FP₀ +
+    n_b + c) (every negative of the bin first) and f(c) = (TP₀ + c)/(TP₀ + FP₀
+    + c) (none), for any ordering or grouping of ties. Both increase with c, so
+    the bin adds to P·AP at least ∫₀^{p_b} g(c) dc = p_b + (a − b)·ln((b + p_b)/b)
+    (a = TP₀, b = TP₀ + FP₀ + n_b; a right Riemann sum of an increasing
+    function exceeds its integral) and at most p_b·f(p_b)."""
+    pr = pr_curve(state, layout)
+    if pr is None:
+        return MetricValue("average_precision", None)
+    value = average_precision(pr)
+    P = state.positive_weight
+    # On shares of P (highest bin first): scale-free, and no product of sums that
+    # over- or underflows for extreme weights.
+    pos, neg = state.w_pos[::-1] / P, state.w_neg[::-1] / P
+    tp0 = np.cumsum(pos) - pos
+    fp0 = np.cumsum(neg) - neg
+    a, b = tp0, tp0 + fp0 + neg
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_term = np.where(b > 0, np.log(np.where(b > 0, (b + pos) / b, 1.0)), 0.0)
+        lower_parts = np.where(pos > 0, pos + (a - b) * log_term, 0.0)
+        top = tp0 + fp0 + pos
+        upper_parts = np.where(pos > 0, pos * (tp0 + pos) / np.where(top > 0, top, 1.0), 0.0)
+    lower = float(np.clip(lower_parts.sum(), 0.0, 1.0))
+    upper = float(np.clip(upper_parts.sum(), 0.0, 1.0))
+    return MetricValue(
+        "average_precision",
+        value,
+        bound_lower=min(lower, value),
+        bound_upper=max(upper, value),
+    )
+
+
+def partial_roc_auc(state: BinaryState, max_fpr: float) -> list[MetricValue]:
+    """ROC AUC up to FPR = ``max_fpr`` (raw area, and McClish's standardization
+    ½·(1 + (A − m)/(M − m)) with m = max_fpr²/2, M = max_fpr, as scikit-learn's
+    ``roc_auc_score(max_fpr=...)``), each with guaranteed bounds.
+
+    Inside bin b the exact ROC path runs from (F₀, T₀) to (F₀ + n_b/N, T₀ +
+    p_b/P) within that rectangle: the area up to ``max_fpr`` lies between the
+    path that goes right first (negatives first) and the one that goes up first;
+    the value is the binned (diagonal) path's area."""
+    suffix = f"{max_fpr:g}"
+    names = (f"partial_roc_auc_{suffix}", f"partial_roc_auc_mcclish_{suffix}")
+    P, N = state.positive_weight, state.negative_weight
+    if not (0 < P < math.inf and 0 < N < math.inf):
+        return [MetricValue(n, None) for n in names]
+    pos, neg = state.w_pos[::-1] / P, state.w_neg[::-1] / N
+    x0, y0 = np.cumsum(neg) - neg, np.cumsum(pos) - pos
+    x1, y1 = x0 + neg, y0 + pos
+    width = np.clip(np.minimum(x1, max_fpr) - x0, 0.0, None)  # part of the bin left of the cut
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(neg > 0, width / np.where(neg > 0, neg, 1.0), 0.0)
+    # diagonal: height grows linearly across the bin; up to the cut, its mean height
+    diagonal = width * (y0 + pos * share / 2)
+    value = float(diagonal.sum())
+    lower, upper = float((width * y0).sum()), float((width * y1).sum())
+    low, high = max_fpr * max_fpr / 2, max_fpr
+
+    def mcclish(area: float) -> float:
+        return 0.5 * (1 + (area - low) / (high - low))
+
+    return [
+        MetricValue(names[0], value, bound_lower=lower, bound_upper=upper),
+        MetricValue(
+            names[1], mcclish(value), bound_lower=mcclish(lower), bound_upper=mcclish(upper)
+        ),
+    ]
+
+
+def skill_scores(state: BinaryState, log_loss: float | None, brier: float | None) -> list:
+    """Skill against always predicting the prevalence π: brier_skill_score =
+    1 − Brier/(π(1 − π)), log_loss_skill_score = 1 − log loss/H(π) with
+    H(π) = −π·ln π − (1 − π)·ln(1 − π) (NULL when π is 0 or 1)."""
+    total = state.total_weight
+    base = state.positive_weight / total if total > 0 else None
+    if base is None or not 0 < base < 1:
+        return [MetricValue("brier_skill_score", None), MetricValue("log_loss_skill_score", None)]
+    entropy = -base * math.log(base) - (1 - base) * math.log1p(-base)
+    return [
+        MetricValue(
+            "brier_skill_score", None if brier is None else 1 - brier / (base * (1 - base))
+        ),
+        MetricValue("log_loss_skill_score", None if log_loss is None else 1 - log_loss / entropy),
+    ]
 
 
 def pr_auc(pr: Curve) -> float:
@@ -362,10 +486,14 @@ def pr_auc(pr: Curve) -> float:
 
 
 def threshold_free_metrics(
-    state: BinaryState, layout: BinLayout, confidence: float = 0.95
+    state: BinaryState,
+    layout: BinLayout,
+    confidence: float = 0.95,
+    partial_fprs: tuple[float, ...] = (),
 ) -> list[MetricValue]:
-    """ROC AUC (+ bounds, DeLong CI), Gini, KS (+ bounds), average precision,
-    PR-AUC, log loss, Brier, prevalence.
+    """ROC AUC (+ bounds, DeLong CI), Gini, KS, average precision (+ bounds),
+    PR-AUC, partial ROC AUC at each of ``partial_fprs`` (+ bounds), log loss,
+    Brier, prevalence, skill scores.
 
     log_loss = sum(w * -log p_true) / sum(w), brier_score = sum(w * (y - p)^2) / sum(w),
     prevalence = P / (P + N).
@@ -389,9 +517,11 @@ def threshold_free_metrics(
         auc_metric,
         _gini(auc_metric),
         ks_statistic(state),
-        MetricValue("average_precision", None if pr is None else average_precision(pr)),
+        average_precision_metric(state, layout),
         MetricValue("pr_auc", None if pr is None else pr_auc(pr)),
     ]
+    for max_fpr in partial_fprs:
+        out += partial_roc_auc(state, max_fpr)
     loss, sq = float(state.loss_sum.sum()), float(state.sq_err_sum.sum())
     out += [
         MetricValue("log_loss", ratio(loss, total), None, loss, total),
@@ -399,6 +529,7 @@ def threshold_free_metrics(
         MetricValue(
             "prevalence", ratio(state.positive_weight, total), None, state.positive_weight, total
         ),
+        *skill_scores(state, ratio(loss, total), ratio(sq, total)),
     ]
     return with_wilson(out, {"prevalence": state.n_rows}, confidence)
 
@@ -636,6 +767,8 @@ def evaluate(
     policy: ThresholdPolicy | None = None,
     calibration_bins: int = 10,
     custom: tuple[CustomMetric, ...] = (),
+    partial_fprs: tuple[float, ...] = (),
+    extra_curves: tuple[str, ...] = (),
 ) -> BinaryEvaluation:
     """All binary metrics (with intervals), confusion matrices and curves of one group.
 
@@ -644,7 +777,7 @@ def evaluate(
     custom metrics (``custom``) at each of those thresholds and as curves.
     """
     recommended = recommended_thresholds(state, layout, policy or ThresholdPolicy())
-    threshold_free = threshold_free_metrics(state, layout, confidence)
+    threshold_free = threshold_free_metrics(state, layout, confidence, partial_fprs)
     group = {m.metric: np.nan if m.value is None else m.value for m in threshold_free}
     group = {name: group[name] for name in GROUP_METRICS}
     custom_curve_list, custom_recommended = custom_curves(custom, state, layout, group)
@@ -661,4 +794,5 @@ def evaluate(
     curves = [
         c for c in (roc_curve(state, layout), pr_curve(state, layout), reliability) if c is not None
     ]
+    curves += gains_curves(state, layout, policy or ThresholdPolicy(), extra_curves)
     return BinaryEvaluation(metrics, confusions, curves + custom_curve_list)

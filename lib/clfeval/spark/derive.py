@@ -315,9 +315,13 @@ def derive_tables(
     calibration_bins: int = 10,
     min_slice_size: int = 0,
     custom: tuple[CustomMetric, ...] = (),
+    partial_fprs: tuple[float, ...] = (),
+    extra_curves: tuple[str, ...] = (),
 ) -> DataFrame:
     """Rows of ``metrics``, ``confusion_matrices`` and (compact) ``curves`` in one
-    frame (see ``split_tables``); ``custom``: the config's custom metrics.
+    frame (see ``split_tables``); ``custom``: the config's custom metrics,
+    ``partial_fprs``: the FPR limits of partial ROC AUC; ``extra_curves``: the
+    optional curves (``core.binary.EXTRA_CURVES``).
 
     Each group is evaluated once: its histogram rows are collected into one row
     (its bins as a list) where they are summed by key, and ``mapInArrow`` hands
@@ -330,7 +334,16 @@ def derive_tables(
     def evaluate_group(key: tuple, rows: Columns) -> pa.Table:
         state = state_from_rows(rows, layout.n_bins)
         result = evaluate(
-            state, layout, thresholds, beta, confidence, policy, calibration_bins, custom
+            state,
+            layout,
+            thresholds,
+            beta,
+            confidence,
+            policy,
+            calibration_bins,
+            custom,
+            partial_fprs,
+            extra_curves,
         )
         return _combined_table(
             key,

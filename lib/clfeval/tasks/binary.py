@@ -162,6 +162,8 @@ class BinaryTask(Task):
             m.calibration_bins,
             self.config.slices.min_slice_size,
             m.custom,
+            m.partial_auc_max_fpr,
+            m.extra_curves,
         )
 
     def summarize(self, states: DataFrame) -> list[dict]:
