@@ -31,6 +31,7 @@ RTOL = 1e-9
 RECALL = CustomMetric("my_recall", parse_expression("tp / (tp + fn)"), "max")
 NET = CustomMetric("net_benefit", parse_expression("(tp - 3 * fp) / n"), "max")
 CUSTOM = (
+    CustomMetric("gated", parse_expression("(precision > 0.2) * max(recall, 0.5) + sqrt(f1)")),
     RECALL,
     NET,
     CustomMetric("lift", parse_expression("precision / prevalence")),
@@ -158,8 +159,8 @@ def test_delta_method_interval_of_recall_is_walds() -> None:
     for t in THRESHOLDS:
         r = got[("my_recall", t)]
         half = z * np.sqrt(r.value * (1 - r.value) / int(y.sum()))
-        assert r.ci_lower == pytest.approx(r.value - half, rel=1e-5)
-        assert r.ci_upper == pytest.approx(r.value + half, rel=1e-5)
+        assert r.ci_lower == pytest.approx(r.value - half, rel=1e-9)
+        assert r.ci_upper == pytest.approx(r.value + half, rel=1e-9)
         lift = got[("lift", t)]  # a function of the cells alone: an interval around it
         assert lift.ci_lower < lift.value < lift.ci_upper
         mixed = got[("auc_recall", t)]  # reads the threshold-free AUC: no interval
@@ -300,9 +301,17 @@ def test_custom_metrics_end_to_end_equal_the_built_ins_in_every_row(
             )
         config = load_config(
             root / "conf" / name,
-            [f"input.path={demo_output / data}", f"output.path={tmp_path}", custom],
+            [
+                f"input.path={demo_output / data}",
+                f"output.path={tmp_path}",
+                custom,
+                "metrics.max_bound_width=1e-9",
+            ],
         )
-        run_evaluation(spark, config, log=lambda _: None)
+        lines: list[str] = []
+        run_evaluation(spark, config, log=lines.append)
+        notes = [line for line in lines if "metrics.max_bound_width" in line]
+        assert len(notes) == 1 and "binned value(s) have bounds wider than 1e-09" in notes[0]
     metrics = tables.read_table(spark, tables.output_location(config, "metrics")).toPandas()
     keys = ["model_name", "model_version", "slice_key", "slice_value", "granularity"]
     keys += ["window_start", "class_label", "threshold"]
@@ -319,6 +328,9 @@ def test_custom_metrics_end_to_end_equal_the_built_ins_in_every_row(
     np.testing.assert_allclose(joined.mine, joined.recall, rtol=1e-12)
     curves = tables.read_table(spark, tables.output_location(config, "curves"))
     assert curves.where("curve = 'net_savings' AND y IS NOT NULL").count() > 0
+    top = metrics[metrics.metric == "recall_at_top_0.01"]  # the demo's budget
+    assert len(top) > 0 and (top.bound_lower <= top.value).all()
+    assert (top.value <= top.bound_upper).all()
     chosen = metrics[metrics.metric == "recommended_threshold_net_savings"]
     assert len(chosen) > 0 and chosen.threshold.notna().all()
     confusion = tables.read_table(spark, tables.output_location(config, "confusion_matrices"))
@@ -411,3 +423,99 @@ def test_gains_lift_and_expected_cost_curves_equal_brute_force() -> None:
         assert curves["lift"].y[k] == pytest.approx(tp / (tp + fp) / prevalence, rel=RTOL)
         assert curves["expected_cost"].y[k] == pytest.approx((fp + 7 * fn) / total, rel=RTOL)
     assert "gains" not in {c.name for c in evaluate(state, LAYOUT, THRESHOLDS, 1.0).curves}
+
+
+def test_budgets_and_constrained_rates_lie_inside_their_bounds_always() -> None:
+    """Budgets (top 1%, 10%, 50% of the weight flagged) against flagging the
+    sorted rows (ties in either order, the last row in part), and recall at FPR,
+    precision at recall and specificity at sensitivity against every exact
+    threshold: inside the bounds in each of 1,000 random trials; the values
+    equal brute force where scores sit on bin edges."""
+    from clfeval.core.binary import OperatingPoints, operating_point_metrics
+
+    points = OperatingPoints(
+        budgets=(0.01, 0.1, 0.5),
+        recall_at_fpr=(0.05, 0.2),
+        precision_at_recall=(0.5, 0.9),
+        specificity_at_sensitivity=(0.8,),
+    )
+    rng = np.random.default_rng(31)
+    for trial in range(1000):
+        y, p, w = random_rows(rng, trial)
+        state = BinaryState.from_scores(LAYOUT, y, p, w)
+        got = {m.metric: m for m in operating_point_metrics(state, LAYOUT, points)}
+        P, T = float(w[y == 1].sum()), float(w.sum())
+        for reverse_ties in (False, True):
+            key = (-p, y if reverse_ties else -y)  # ties: negatives or positives first
+            order = np.lexsort(key[::-1])
+            cw, cp = np.cumsum(w[order]), np.cumsum((w * y)[order])
+            for q in points.budgets:
+                k = int(np.searchsorted(cw, q * T))
+                k = min(k, len(cw) - 1)
+                before_w = cw[k - 1] if k else 0.0
+                before_p = cp[k - 1] if k else 0.0
+                tp = before_p + (q * T - before_w) * y[order][k]
+                for name, exact in (
+                    (f"recall_at_top_{q:g}", tp / P),
+                    (f"precision_at_top_{q:g}", tp / (q * T)),
+                ):
+                    m = got[name]
+                    assert m.bound_lower - 1e-9 <= exact <= m.bound_upper + 1e-9, (trial, name)
+        # every threshold the exact scores allow: each distinct score, and above all
+        cuts = np.r_[np.inf, np.unique(p)]
+        tps = np.array([w[(p >= t) & (y == 1)].sum() for t in cuts]) / P
+        fps = np.array([w[(p >= t) & (y == 0)].sum() for t in cuts]) / float(w[y == 0].sum())
+        flagged = np.array([w[p >= t].sum() for t in cuts])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            precision = np.where(flagged > 0, tps * P / flagged, np.nan)
+        exact = {
+            **{f"recall_at_fpr_{x:g}": np.max(tps[fps <= x]) for x in points.recall_at_fpr},
+            **{
+                f"precision_at_recall_{x:g}": np.nanmax(np.where(tps >= x, precision, np.nan))
+                for x in points.precision_at_recall
+            },
+            **{
+                f"specificity_at_sensitivity_{x:g}": np.max(1 - fps[tps >= x])
+                for x in points.specificity_at_sensitivity
+            },
+        }
+        for name, value in exact.items():
+            m = got[name]
+            assert m.bound_lower - 1e-9 <= value <= m.bound_upper + 1e-9, (trial, name, m, value)
+    y, p, w = rows(9, weighted=True)  # scores on edges: the values are exact
+    got = {
+        m.metric: m
+        for m in operating_point_metrics(BinaryState.from_scores(LAYOUT, y, p, w), LAYOUT, points)
+    }
+    cuts = np.r_[np.inf, np.unique(p)]
+    tps = np.array([w[(p >= t) & (y == 1)].sum() for t in cuts]) / w[y == 1].sum()
+    fps = np.array([w[(p >= t) & (y == 0)].sum() for t in cuts]) / w[y == 0].sum()
+    for x in points.recall_at_fpr:
+        assert got[f"recall_at_fpr_{x:g}"].value == pytest.approx(np.max(tps[fps <= x]), rel=RTOL)
+
+
+def test_interval_gradients_equal_finite_differences() -> None:
+    """The delta method's gradient (forward-mode through the tree and the
+    built-ins' definitions) against central differences of the evaluated value."""
+    from clfeval.core.expressions import CELLS, _differentiate, count_values
+
+    cells = np.array([40.0, 12.0, 300.0, 9.0])
+    for text in (
+        "tp / (tp + fn)",
+        "mcc * f1 - log(npv) + markedness ** 2",
+        "max(precision, recall) / sqrt(n) + exp(-fpr) - abs(tp - 3 * fp) / p",
+        "prevalence * balanced_accuracy + informedness * accuracy",
+    ):
+        tree = parse_expression(text)
+        _, gradient = _differentiate(tree.tree, cells)
+
+        def value(x: np.ndarray, tree=tree) -> float:
+            arrays = [np.asarray([v]) for v in x]
+            counts = {c: np.asarray([0.0]) for c in ("n_tp", "n_fp", "n_tn", "n_fn")}
+            return float(tree.evaluate(count_values(*arrays, counts))[0])
+
+        for i in range(len(CELLS)):
+            step = np.zeros(4)
+            step[i] = 1e-4 * cells[i]
+            numeric = (value(cells + step) - value(cells - step)) / (2 * step[i])
+            assert gradient[i] == pytest.approx(numeric, rel=1e-5, abs=1e-9), (text, i)

@@ -23,7 +23,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from clfeval.core.alerts import AlertRule
-from clfeval.core.binary import EXTRA_CURVES, ThresholdPolicy
+from clfeval.core.binary import EXTRA_CURVES, OperatingPoints, ThresholdPolicy
 from clfeval.core.bins import BinLayout, make_layout
 from clfeval.core.expressions import NAMES, CustomMetric, ExpressionError, parse_expression
 from clfeval.errors import ConfigError
@@ -101,6 +101,13 @@ class MetricsConfig:
     custom: tuple[CustomMetric, ...] = ()
     partial_auc_max_fpr: tuple[float, ...] = ()
     extra_curves: tuple[str, ...] = ()
+    budgets: tuple[float, ...] = ()
+    decile_table: bool = False
+    recall_at_fpr: tuple[float, ...] = ()
+    precision_at_recall: tuple[float, ...] = ()
+    specificity_at_sensitivity: tuple[float, ...] = ()
+    # The console notes binned values whose guaranteed bounds are wider (0: never).
+    max_bound_width: float = 0.02
 
 
 @dataclass(frozen=True)
@@ -159,6 +166,18 @@ class Config:
         calibration_edges = tuple(k / n for k in range(1, n))
         return make_layout(
             transform, self.bins.count, lo, hi, self.metrics.thresholds + calibration_edges
+        )
+
+    def operating_points(self) -> OperatingPoints:
+        """The fixed operating points of ``[metrics]`` (``decile_table`` adds the
+        budgets 0.1, 0.2, ..., 1.0)."""
+        m = self.metrics
+        deciles = tuple(k / 10 for k in range(1, 11)) if m.decile_table else ()
+        return OperatingPoints(
+            tuple(sorted(set(m.budgets) | set(deciles))),
+            m.recall_at_fpr,
+            m.precision_at_recall,
+            m.specificity_at_sensitivity,
         )
 
     def threshold_policy(self) -> ThresholdPolicy:
@@ -574,9 +593,18 @@ def _semantic_problems(c: Config) -> list[str]:
     for name in m.extra_curves:
         if name not in EXTRA_CURVES:
             p.append(f"metrics.extra_curves: {name!r} is not one of {', '.join(EXTRA_CURVES)}")
-    for n, limit in enumerate(m.partial_auc_max_fpr):
-        if not 0 < limit <= 1:
-            p.append(f"metrics.partial_auc_max_fpr[{n}]: {limit} must lie in (0, 1]")
+    if m.max_bound_width < 0:
+        p.append(f"metrics.max_bound_width: {m.max_bound_width} must be >= 0 (0: no note)")
+    for key in (
+        "partial_auc_max_fpr",
+        "budgets",
+        "recall_at_fpr",
+        "precision_at_recall",
+        "specificity_at_sensitivity",
+    ):
+        for n, limit in enumerate(getattr(m, key)):
+            if not 0 < limit <= 1:
+                p.append(f"metrics.{key}[{n}]: {limit} must lie in (0, 1]")
     if len(set(m.thresholds)) != len(m.thresholds):
         p.append("metrics.thresholds: duplicate thresholds")
     if len(m.thresholds) > MAX_THRESHOLDS:

@@ -604,7 +604,7 @@ def custom_metrics(
                 num, den = (_scalar(e.evaluate(values)) for e in parts)
             interval = None
             if value is not None:
-                interval = delta_interval(metric.expression, cells, group, n_rows, confidence)
+                interval = delta_interval(metric.expression, cells, n_rows, confidence)
             out.append(
                 MetricValue(
                     metric.name,
@@ -752,6 +752,146 @@ def recommended_thresholds(state: BinaryState, layout: BinLayout, policy: Thresh
 
 
 @dataclass(frozen=True)
+class OperatingPoints:
+    """Fixed operating points (``[metrics]``): ``budgets`` (shares of the total
+    weight flagged, highest scores first), ``recall_at_fpr``,
+    ``precision_at_recall`` and ``specificity_at_sensitivity`` (each a list of
+    constraint values)."""
+
+    budgets: tuple[float, ...] = ()
+    recall_at_fpr: tuple[float, ...] = ()
+    precision_at_recall: tuple[float, ...] = ()
+    specificity_at_sensitivity: tuple[float, ...] = ()
+
+
+def _bins_from_top(state: BinaryState) -> tuple[np.ndarray, ...]:
+    """Per bin, highest first, on shares of P and N: positive and negative
+    weight of the bin (pos, neg) and above it (tp0, fp0)."""
+    P, N = state.positive_weight, state.negative_weight
+    pos, neg = state.w_pos[::-1] / P, state.w_neg[::-1] / N
+    return pos, neg, np.cumsum(pos) - pos, np.cumsum(neg) - neg
+
+
+def budget_metrics(state: BinaryState, layout: BinLayout, budget: float) -> list[MetricValue]:
+    """Flag the highest-scored share ``budget`` of the total weight: precision,
+    recall and lift (precision/prevalence) of the flagged rows, with bounds, and
+    ``threshold_at_top_<budget>``: the lower edge of the bin the cut falls in.
+
+    Bins above the cut are flagged whole; of the cut bin, weight r is flagged,
+    whose positive part lies between max(0, r − n_b) and min(r, p_b) whatever the
+    order of its rows (the value takes the bin's own mix, r·p_b/(p_b + n_b))."""
+    suffix = f"{budget:g}"
+    names = [f"{m}_at_top_{suffix}" for m in ("precision", "recall", "lift", "threshold")]
+    P, N = state.positive_weight, state.negative_weight
+    if not (0 < P < math.inf and 0 < N < math.inf):
+        return [MetricValue(n, None) for n in names]
+    T = P + N
+    pos, neg = state.w_pos[::-1] / T, state.w_neg[::-1] / T  # shares of the total
+    both = pos + neg
+    flagged_above = np.cumsum(both) - both
+    cut = int(np.searchsorted(np.cumsum(both), budget * (1 - 1e-12), side="left"))
+    cut = min(cut, both.size - 1)
+    tp0 = float(pos[:cut].sum())
+    rest = max(budget - float(flagged_above[cut]), 0.0)
+    p_b, n_b = float(pos[cut]), float(neg[cut])
+    tp_low, tp_high = tp0 + max(0.0, rest - n_b), tp0 + min(rest, p_b)
+    tp_mid = tp0 + (rest * p_b / (p_b + n_b) if p_b + n_b > 0 else 0.0)
+    share = P / T
+    edge = float(layout.lower[::-1][cut])
+
+    def metric(name: str, scale: float) -> MetricValue:
+        return MetricValue(
+            name,
+            tp_mid * scale,
+            bound_lower=tp_low * scale,
+            bound_upper=min(tp_high * scale, 1.0 / share if name.startswith("lift") else 1.0),
+        )
+
+    return [
+        metric(names[0], 1 / budget),
+        metric(names[1], 1 / share),
+        metric(names[2], 1 / (budget * share)),
+        MetricValue(names[3], edge, edge),
+    ]
+
+
+EPS = 1e-12
+
+
+def constrained_metrics(state: BinaryState, points: OperatingPoints) -> list[MetricValue]:
+    """The best value of one rate under a constraint on another, over every
+    threshold, with bounds: ``recall_at_fpr_<x>`` (highest recall with FPR ≤ x),
+    ``precision_at_recall_<x>`` (highest precision with recall ≥ x),
+    ``specificity_at_sensitivity_<x>`` (highest specificity with recall ≥ x).
+
+    The value is the best over the bin edges (thresholds the exact scores reach
+    too, so it is the lower bound). Inside a bin the rows may be ordered with its
+    positives first: the point (TP₀ + p_b, FP₀) is then reached, which bounds
+    what any threshold inside the bin can give (upper bound). NULL (and no
+    bounds) when no edge meets the constraint."""
+    P, N = state.positive_weight, state.negative_weight
+    out: list[MetricValue] = []
+    names = [
+        *(f"recall_at_fpr_{x:g}" for x in points.recall_at_fpr),
+        *(f"precision_at_recall_{x:g}" for x in points.precision_at_recall),
+        *(f"specificity_at_sensitivity_{x:g}" for x in points.specificity_at_sensitivity),
+    ]
+    if not (0 < P < math.inf and 0 < N < math.inf):
+        return [MetricValue(n, None) for n in names]
+    pos, neg, tp0, fp0 = _bins_from_top(state)
+    # edges: above every bin (nothing flagged), then each bin's lower edge
+    tpr = np.concatenate([[0.0], np.cumsum(pos)])
+    fpr = np.concatenate([[0.0], np.cumsum(neg)])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(tpr + fpr * N / P > 0, tpr / (tpr + fpr * N / P), np.nan)
+        inside_precision = (tp0 + pos) / (tp0 + pos + fp0 * N / P)
+    inside_tpr = tp0 + pos
+
+    def best(name: str, values, feasible, inside_values, inside_feasible) -> MetricValue:
+        if not feasible.any():
+            return MetricValue(name, None)
+        value = float(np.nanmax(np.where(feasible, values, -np.inf)))
+        upper = value
+        if inside_feasible.any():
+            upper = max(upper, float(np.nanmax(np.where(inside_feasible, inside_values, -np.inf))))
+        return MetricValue(name, value, bound_lower=value, bound_upper=min(upper, 1.0))
+
+    # Rates are sums of shares: a rate that is exactly x may come out a rounding
+    # error either side of it, so constraints are met within EPS.
+    for x in points.recall_at_fpr:
+        out.append(best(f"recall_at_fpr_{x:g}", tpr, fpr <= x + EPS, inside_tpr, fp0 <= x + EPS))
+    for x in points.precision_at_recall:
+        out.append(
+            best(
+                f"precision_at_recall_{x:g}",
+                precision,
+                (tpr >= x - EPS) & ~np.isnan(precision),
+                inside_precision,
+                inside_tpr >= x - EPS,
+            )
+        )
+    for x in points.specificity_at_sensitivity:
+        out.append(
+            best(
+                f"specificity_at_sensitivity_{x:g}",
+                1 - fpr,
+                tpr >= x - EPS,
+                1 - fp0,
+                inside_tpr >= x - EPS,
+            )
+        )
+    return out
+
+
+def operating_point_metrics(
+    state: BinaryState, layout: BinLayout, points: OperatingPoints
+) -> list[MetricValue]:
+    """Every fixed operating point of ``points`` (budgets, constrained rates)."""
+    out = [m for q in points.budgets for m in budget_metrics(state, layout, q)]
+    return out + constrained_metrics(state, points)
+
+
+@dataclass(frozen=True)
 class BinaryEvaluation:
     metrics: list[MetricValue]
     confusions: list[Confusion]
@@ -769,6 +909,7 @@ def evaluate(
     custom: tuple[CustomMetric, ...] = (),
     partial_fprs: tuple[float, ...] = (),
     extra_curves: tuple[str, ...] = (),
+    points: OperatingPoints | None = None,
 ) -> BinaryEvaluation:
     """All binary metrics (with intervals), confusion matrices and curves of one group.
 
@@ -786,6 +927,8 @@ def evaluate(
     all_thresholds = tuple(sorted(set(thresholds) | set(extra)))
     confusions = confusion_at(state, layout, all_thresholds)
     metrics = threshold_free + recommended
+    if points is not None:
+        metrics += operating_point_metrics(state, layout, points)
     for c in confusions:
         metrics.extend(with_intervals(c, threshold_metrics(c, beta), confidence))
     metrics.extend(custom_metrics(custom, confusions, group, state.n_rows, confidence))

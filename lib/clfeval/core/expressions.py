@@ -31,7 +31,8 @@ built-in metrics   ``accuracy precision recall specificity fpr fnr npv f1
 Confidence intervals use the delta method: the weighted cells are taken as
 ``W·π`` with multinomial shares π over the group's ``n`` rows, so
 ``Var f ≈ (W²/n) · gᵀ(diag π − ππᵀ)g`` with g the gradient of f with respect to
-(tp, fp, tn, fn), taken by central differences. An expression that reads a
+(tp, fp, tn, fn), by forward-mode differentiation of the expression (the
+built-in names by their definitions in the cells). An expression that reads a
 threshold-free metric or a row count (``n_tp``..), or whose gradient is not
 finite, has no interval (NULL).
 """
@@ -301,46 +302,113 @@ def count_values(
     return values
 
 
+# The built-in threshold metrics as expressions of the cells: what the interval's
+# gradient differentiates (their values come from ``count_values``).
+_DEFINITIONS = {
+    "n": "tp + fp + tn + fn",
+    "p": "tp + fn",
+    "prevalence": "(tp + fn) / (tp + fp + tn + fn)",
+    "accuracy": "(tp + tn) / (tp + fp + tn + fn)",
+    "precision": "tp / (tp + fp)",
+    "recall": "tp / (tp + fn)",
+    "specificity": "tn / (tn + fp)",
+    "fpr": "fp / (fp + tn)",
+    "fnr": "fn / (fn + tp)",
+    "npv": "tn / (tn + fn)",
+    "f1": "2 * tp / (2 * tp + fp + fn)",
+    "mcc": "(tp * tn - fp * fn) / sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))",
+    "predicted_positive_rate": "(tp + fp) / (tp + fp + tn + fn)",
+    "balanced_accuracy": "(tp / (tp + fn) + tn / (tn + fp)) / 2",
+    "informedness": "tp / (tp + fn) + tn / (tn + fp) - 1",
+    "markedness": "tp / (tp + fp) + tn / (tn + fn) - 1",
+}
+
+
+def _definition(name: str) -> Node:
+    return _convert(ast.parse(_DEFINITIONS[name], mode="eval").body)
+
+
+def _differentiate(tree: Node, cells: np.ndarray) -> tuple[float, np.ndarray]:
+    """Value and gradient with respect to (tp, fp, tn, fn) at ``cells``, by
+    forward-mode differentiation of the tree (exact and deterministic: the same
+    cells give the same interval on any cluster). Comparisons have gradient 0."""
+    kind = tree[0]
+    zero = np.zeros(4)
+    if kind == "num":
+        return tree[1], zero
+    if kind == "name":
+        name = tree[1]
+        if name in CELLS:
+            return float(cells[CELLS.index(name)]), np.eye(4)[CELLS.index(name)]
+        return _differentiate(_definition(name), cells)
+    if kind == "neg":
+        v, d = _differentiate(tree[1], cells)
+        return -v, -d
+    if kind == "call":
+        args = [_differentiate(a, cells) for a in tree[2]]
+        name = tree[1]
+        if name in ("min", "max"):
+            pick = min if name == "min" else max
+            return pick(args, key=lambda a: a[0])
+        v, d = args[0]
+        if name == "log":
+            return (math.log(v), d / v) if v > 0 else (math.nan, d * math.nan)
+        if name == "sqrt":
+            if v < 0:
+                return math.nan, d * math.nan
+            root = math.sqrt(v)
+            return root, d / (2 * root) if root > 0 else d * math.nan
+        if name == "abs":
+            return abs(v), d * math.copysign(1.0, v)
+        e = math.exp(v) if v < 700 else math.inf
+        return e, d * e
+    (a, da), (b, db) = _differentiate(tree[2], cells), _differentiate(tree[3], cells)
+    symbol = tree[1]
+    if kind == "cmp":
+        return float(_evaluate(("cmp", symbol, ("num", a), ("num", b)), {})), zero
+    if symbol == "+":
+        return a + b, da + db
+    if symbol == "-":
+        return a - b, da - db
+    if symbol == "*":
+        return a * b, da * b + a * db
+    if symbol == "/":
+        if b == 0:
+            return math.nan, zero * math.nan
+        return a / b, (da * b - a * db) / (b * b)
+    # ** with a constant exponent b (the grammar allows no other)
+    if a <= 0 and b != int(b):
+        return math.nan, zero * math.nan
+    return a**b, b * a ** (b - 1) * da if a != 0 or b >= 1 else da * math.nan
+
+
 def delta_interval(
     expression: Expression,
     cells: dict[str, float],
-    group: dict[str, float],
     n_rows: int,
     confidence: float,
 ) -> tuple[float, float] | None:
     """The delta-method interval of ``expression`` at one threshold (module
-    docstring): ``cells`` the weighted tp, fp, tn, fn; ``group`` the
-    threshold-free values; ``n_rows`` the rows behind them. None where the
-    expression reads a threshold-free metric or a row count, or the value or
-    gradient is not finite."""
+    docstring): ``cells`` the weighted tp, fp, tn, fn; ``n_rows`` the rows
+    behind them. None where the expression reads a threshold-free metric or a
+    row count, or the value or gradient is not finite."""
     if set(expression.names) & {*GROUP_METRICS, *COUNT_NAMES} or n_rows <= 0:
         return None
     cell = np.array([cells[c] for c in CELLS], dtype=float)
     total = float(cell.sum())
     if total <= 0:
         return None
-
-    def value_at(x: np.ndarray) -> np.ndarray:
-        counts = {name: np.asarray([0.0]) for name in COUNT_NAMES}
-        arrays = [np.asarray([v]) for v in x]
-        vals = count_values(*arrays, counts)
-        return expression.evaluate({**vals, **group})
-
-    centre = float(value_at(cell)[0])
-    if not math.isfinite(centre):
-        return None
-    gradient = np.empty(4)
-    for i in range(4):
-        step = 1e-6 * max(cell[i], total * 1e-6)
-        up, down = cell.copy(), cell.copy()
-        up[i] += step
-        down[i] = max(down[i] - step, 0.0)
-        gradient[i] = float((value_at(up)[0] - value_at(down)[0]) / (up[i] - down[i]))
-    if not np.isfinite(gradient).all():
-        return None
-    shares = cell / total
-    covariance = (total * total / n_rows) * (np.diag(shares) - np.outer(shares, shares))
-    variance = float(gradient @ covariance @ gradient)
+    with np.errstate(all="ignore"):
+        try:
+            centre, gradient = _differentiate(expression.tree, cell)
+        except (OverflowError, ZeroDivisionError, ValueError):
+            return None
+        if not (math.isfinite(centre) and np.isfinite(gradient).all()):
+            return None
+        shares = cell / total
+        # (W²/n)·gᵀ(diag π − ππᵀ)g, on shares: gᵀ diag(π) g − (gᵀπ)², times W²/n
+        scaled = gradient * total
+        variance = (float(scaled**2 @ shares) - float(scaled @ shares) ** 2) / n_rows
     if not math.isfinite(variance) or variance < 0:
         return None
     z = NormalDist().inv_cdf(0.5 + confidence / 2)

@@ -1,13 +1,15 @@
 """Monitoring rows a run adds to its tables: rejected rows and label coverage
 (rows of ``metrics``), metric drift (``metric_changes``) and fired alert rules
-(``alerts``)."""
+(``alerts``); and the console's note on binned values whose bounds are wide."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
 
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.window import Window
 
 from clfeval.core import alerts, coverage, windows
 from clfeval.core.windows import WindowRange
@@ -147,4 +149,38 @@ def write_alerts(ctx: RunContext, ranges: list[WindowRange], fired: list[dict]) 
         ctx.output("alerts"),
         ranges,
         ctx.config.input.models,
+    )
+
+
+def wide_bounds(metrics: DataFrame, max_width: float) -> str | None:
+    """A console line when binned values have guaranteed bounds wider than
+    ``metrics.max_bound_width``: how many, and the widest with its series; None
+    when there are none (or the check is off, ``max_width`` 0)."""
+    if max_width <= 0:
+        return None
+    width = F.col("bound_upper") - F.col("bound_lower")
+    wide = metrics.where(width > F.lit(max_width))
+    widest = (
+        wide.select(
+            F.count(F.lit(1)).over(Window.partitionBy()).alias("n_wide"),
+            width.alias("width"),
+            "metric",
+            "model_name",
+            "model_version",
+            "slice_key",
+            "slice_value",
+            "granularity",
+            "window_start",
+        )
+        .orderBy(F.col("width").desc())
+        .first()
+    )
+    if widest is None:
+        return None
+    where = f"{widest.slice_key}={widest.slice_value}" if widest.slice_key else "overall"
+    return (
+        f"{widest.n_wide:,} binned value(s) have bounds wider than {max_width:g} "
+        f"(metrics.max_bound_width; widest: {widest.metric} ±{widest.width / 2:.3g} for "
+        f"{widest.model_name} {widest.model_version} {where}, {widest.granularity} "
+        f"{widest.window_start}); more bins (bins.count) or larger slices narrow them"
     )

@@ -34,6 +34,10 @@ class Published:
     alerts: list[dict]
 
 
+# Actions of the parallel phase that write no table.
+NOT_TABLES = ("summary", "wide_bounds")
+
+
 def publish_windows(
     ctx: RunContext,
     day_ranges: list[WindowRange],
@@ -104,9 +108,14 @@ def publish_windows(
             )
         day_states = states.where(tables.window_filter(day_ranges))
         writes["summary"] = lambda: task.summarize(day_states)
+        derived_metrics = derive.split_tables(derived)["metrics"]
+        writes["wide_bounds"] = lambda: monitoring.wide_bounds(
+            derived_metrics, config.metrics.max_bound_width
+        )
         ctx.phase(
             f"deriving metrics, confusion matrices and curves of {len(ranges)} window "
-            f"range(s); writing {', '.join(n for n in writes if n != 'summary')} (in parallel)"
+            f"range(s); writing {', '.join(n for n in writes if n not in NOT_TABLES)} "
+            "(in parallel)"
         )
         done = commit.in_parallel(writes)
     finally:
@@ -115,6 +124,9 @@ def publish_windows(
             if cached is not None:
                 cached.unpersist()
     summary = done.pop("summary")
+    wide = done.pop("wide_bounds")
+    if wide is not None:
+        ctx.phase(f"note: {wide}")
     versions: dict[str, int | None] = dict(done)
     committed.update(versions)
     written = versions["score_histograms"]

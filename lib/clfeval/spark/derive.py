@@ -22,7 +22,14 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
 
-from clfeval.core.binary import BinaryEvaluation, BinaryState, Curve, ThresholdPolicy, evaluate
+from clfeval.core.binary import (
+    BinaryEvaluation,
+    BinaryState,
+    Curve,
+    OperatingPoints,
+    ThresholdPolicy,
+    evaluate,
+)
 from clfeval.core.bins import BinLayout
 from clfeval.core.expressions import CustomMetric
 from clfeval.core.multiclass import MulticlassEvaluation, MulticlassState, evaluate_multiclass
@@ -317,11 +324,13 @@ def derive_tables(
     custom: tuple[CustomMetric, ...] = (),
     partial_fprs: tuple[float, ...] = (),
     extra_curves: tuple[str, ...] = (),
+    points: OperatingPoints | None = None,
 ) -> DataFrame:
     """Rows of ``metrics``, ``confusion_matrices`` and (compact) ``curves`` in one
     frame (see ``split_tables``); ``custom``: the config's custom metrics,
     ``partial_fprs``: the FPR limits of partial ROC AUC; ``extra_curves``: the
-    optional curves (``core.binary.EXTRA_CURVES``).
+    optional curves (``core.binary.EXTRA_CURVES``); ``points``: fixed operating
+    points (budgets, constrained rates).
 
     Each group is evaluated once: its histogram rows are collected into one row
     (its bins as a list) where they are summed by key, and ``mapInArrow`` hands
@@ -344,6 +353,7 @@ def derive_tables(
             custom,
             partial_fprs,
             extra_curves,
+            points,
         )
         return _combined_table(
             key,

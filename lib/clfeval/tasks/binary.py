@@ -164,6 +164,7 @@ class BinaryTask(Task):
             m.custom,
             m.partial_auc_max_fpr,
             m.extra_curves,
+            self.config.operating_points(),
         )
 
     def summarize(self, states: DataFrame) -> list[dict]:
