@@ -796,6 +796,8 @@ def budget_metrics(state: BinaryState, layout: BinLayout, budget: float) -> list
     p_b, n_b = float(pos[cut]), float(neg[cut])
     tp_low, tp_high = tp0 + max(0.0, rest - n_b), tp0 + min(rest, p_b)
     tp_mid = tp0 + (rest * p_b / (p_b + n_b) if p_b + n_b > 0 else 0.0)
+    # equal to a bound when the bin is pure: keep the order through rounding
+    tp_low, tp_high = min(tp_low, tp_mid), max(tp_high, tp_mid)
     share = P / T
     edge = float(layout.lower[::-1][cut])
 

@@ -9,7 +9,6 @@ import datetime as dt
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.window import Window
 
 from clfeval.core import alerts, coverage, windows
 from clfeval.core.windows import WindowRange
@@ -159,27 +158,32 @@ def wide_bounds(metrics: DataFrame, max_width: float) -> str | None:
     if max_width <= 0:
         return None
     width = F.col("bound_upper") - F.col("bound_lower")
-    wide = metrics.where(width > F.lit(max_width))
-    widest = (
-        wide.select(
-            F.count(F.lit(1)).over(Window.partitionBy()).alias("n_wide"),
-            width.alias("width"),
-            "metric",
-            "model_name",
-            "model_version",
-            "slice_key",
-            "slice_value",
-            "granularity",
-            "window_start",
+    # One aggregation: the count, and the widest row as the largest struct led by its width.
+    found = (
+        metrics.where(width > F.lit(max_width))
+        .agg(
+            F.count(F.lit(1)).alias("n_wide"),
+            F.max(
+                F.struct(
+                    width.alias("width"),
+                    "metric",
+                    "model_name",
+                    "model_version",
+                    "slice_key",
+                    "slice_value",
+                    "granularity",
+                    "window_start",
+                )
+            ).alias("widest"),
         )
-        .orderBy(F.col("width").desc())
         .first()
     )
+    widest = None if found is None or found.n_wide == 0 else found.widest
     if widest is None:
         return None
     where = f"{widest.slice_key}={widest.slice_value}" if widest.slice_key else "overall"
     return (
-        f"{widest.n_wide:,} binned value(s) have bounds wider than {max_width:g} "
+        f"{found.n_wide:,} binned value(s) have bounds wider than {max_width:g} "
         f"(metrics.max_bound_width; widest: {widest.metric} ±{widest.width / 2:.3g} for "
         f"{widest.model_name} {widest.model_version} {where}, {widest.granularity} "
         f"{widest.window_start}); more bins (bins.count) or larger slices narrow them"
