@@ -109,25 +109,12 @@ def test_ks_equals_scipy_on_edge_scores_and_lies_inside_its_bound_always() -> No
     rng = np.random.default_rng(11)
     widths = []
     for trial in range(1000):
-        n = int(rng.integers(5, 400))
-        kind = trial % 4
-        if kind == 0:  # continuous scores
-            p = rng.beta(2, 5, n)
-        elif kind == 1:  # heavy ties
-            p = rng.choice([0.1, 0.2, 0.2001, 0.7], n)
-        elif kind == 2:  # exact 0 and 1
-            p = rng.choice([0.0, 1.0, 0.5, 0.3], n)
-        else:
-            p = rng.random(n)
-        y = (rng.random(n) < 0.2 + 0.6 * p).astype(int)
-        if y.min() == y.max():
-            y[0] = 1 - y[0]
-        w = rng.gamma(1.0, 1.0, n) if trial % 2 else np.ones(n)
+        y, p, w = random_rows(rng, trial)
         ks = ks_statistic(BinaryState.from_scores(LAYOUT, y, p, w))
         exact = exact_ks(y, p, w)
         assert ks.bound_lower - 1e-12 <= exact <= ks.bound_upper + 1e-12, (trial, ks, exact)
-        if kind in (0, 3):
-            widths.append((n, ks.bound_upper - ks.bound_lower))
+        if trial % 4 in (0, 3):  # continuous scores
+            widths.append((len(p), ks.bound_upper - ks.bound_lower))
     # Not a vacuous bound: continuous scores over 200 bins leave it narrow.
     large = [width for n, width in widths if n >= 200]
     assert 0 < np.median(large) < 0.05, np.median(large)
@@ -339,6 +326,8 @@ def test_custom_metrics_end_to_end_equal_the_built_ins_in_every_row(
 
 
 def random_rows(rng, trial: int):
+    """Random rows of one trial: continuous scores, heavy ties or exact 0/1 in
+    turn, weighted every other trial, both classes present."""
     n = int(rng.integers(5, 400))
     kind = trial % 4
     if kind == 0:

@@ -17,6 +17,7 @@ from clfeval.run.context import RunContext
 from clfeval.schema import (
     ALERTS_SCHEMA,
     EXCLUDED_BY_FILTER,
+    KEY_COLUMNS,
     LABEL_COVERAGE,
     REJECTED_ROWS,
     UNLABELED,
@@ -163,18 +164,7 @@ def wide_bounds(metrics: DataFrame, max_width: float) -> str | None:
         metrics.where(width > F.lit(max_width))
         .agg(
             F.count(F.lit(1)).alias("n_wide"),
-            F.max(
-                F.struct(
-                    width.alias("width"),
-                    "metric",
-                    "model_name",
-                    "model_version",
-                    "slice_key",
-                    "slice_value",
-                    "granularity",
-                    "window_start",
-                )
-            ).alias("widest"),
+            F.max(F.struct(width.alias("width"), "metric", *KEY_COLUMNS[:6])).alias("widest"),
         )
         .first()
     )

@@ -27,7 +27,7 @@ from clfeval.config import Config
 from clfeval.core.binary import LOG_LOSS_EPS
 from clfeval.core.bins import BinLayout
 from clfeval.core.windows import WindowRange, rolling_days
-from clfeval.schema import HISTOGRAM_KEYS, METRICS_SCHEMA, STATE_SUMS
+from clfeval.schema import HISTOGRAM_KEYS, KEY_COLUMNS, METRICS_SCHEMA, STATE_SUMS
 from clfeval.spark.selection import escaped_segment, segment_column_name
 
 # Clip before the logit so that 0 and 1 give finite values; the bin correction
@@ -507,12 +507,7 @@ def rollup_windows(daily: DataFrame, windows: WindowRange) -> DataFrame:
         .agg(*[F.sum(c).alias(c) for c in STATE_SUMS])
     )
     return summed.select(
-        "model_name",
-        "model_version",
-        "slice_key",
-        "slice_value",
-        F.lit(windows.granularity).alias("granularity"),
-        F.col("rollup_start").alias("window_start"),
+        *_rollup_window(windows),
         F.col("rollup_end").alias("window_end"),
         *HISTOGRAM_KEYS[4:11],
         F.col("n_pos").cast("long").alias("n_pos"),
@@ -523,14 +518,19 @@ def rollup_windows(daily: DataFrame, windows: WindowRange) -> DataFrame:
 
 
 # What identifies a window of one series: the metrics' join keys for days_covered.
-SERIES_WINDOW = (
-    "model_name",
-    "model_version",
-    "slice_key",
-    "slice_value",
-    "granularity",
-    "window_start",
-)
+SERIES_WINDOW = KEY_COLUMNS[:6]
+
+
+def _rollup_window(windows: WindowRange) -> list:
+    """The SERIES_WINDOW columns of rows keyed by ``rollup_start``."""
+    return [
+        "model_name",
+        "model_version",
+        "slice_key",
+        "slice_value",
+        F.lit(windows.granularity).alias("granularity"),
+        F.col("rollup_start").alias("window_start"),
+    ]
 
 
 def rollup_days_covered(daily: DataFrame, windows: WindowRange) -> DataFrame:
@@ -544,15 +544,7 @@ def rollup_days_covered(daily: DataFrame, windows: WindowRange) -> DataFrame:
         .groupBy("model_name", "model_version", "slice_key", "slice_value", "rollup_start")
         .agg(F.countDistinct("window_start").cast("int").alias("days_covered"))
     )
-    return covered.select(
-        "model_name",
-        "model_version",
-        "slice_key",
-        "slice_value",
-        F.lit(windows.granularity).alias("granularity"),
-        F.col("rollup_start").alias("window_start"),
-        "days_covered",
-    )
+    return covered.select(*_rollup_window(windows), "days_covered")
 
 
 def with_days_covered(metrics: DataFrame, covered: DataFrame | None) -> DataFrame:
