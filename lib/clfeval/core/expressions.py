@@ -40,6 +40,7 @@ finite, has no interval (NULL).
 from __future__ import annotations
 
 import ast
+import functools
 import math
 from dataclasses import dataclass
 from statistics import NormalDist
@@ -257,53 +258,11 @@ class CustomMetric:
     optimize: str | None = None
 
 
-def count_values(
-    tp: np.ndarray, fp: np.ndarray, tn: np.ndarray, fn: np.ndarray, counts: dict[str, np.ndarray]
-) -> dict[str, np.ndarray]:
-    """Every threshold-dependent name of the grammar from the weighted cells
-    (arrays, one element per threshold) and the row counts ``counts``
-    (``n_tp``..``n_fn``); the formulas are those of ``core.binary.threshold_metrics``."""
-    with np.errstate(all="ignore"):
-        n = tp + fp + tn + fn
-        p = tp + fn
-
-        def div(a, b):
-            return np.divide(a, np.where(b == 0, np.nan, b))
-
-        recall, specificity = div(tp, tp + fn), div(tn, tn + fp)
-        precision, npv = div(tp, tp + fp), div(tn, tn + fn)
-        s = [div(x, n) for x in (tp, fp, tn, fn)]
-        mcc_den = np.sqrt(
-            np.maximum((s[0] + s[1]) * (s[0] + s[3]) * (s[2] + s[1]) * (s[2] + s[3]), 0)
-        )
-        values = {
-            "tp": tp,
-            "fp": fp,
-            "tn": tn,
-            "fn": fn,
-            **counts,
-            "n": n,
-            "p": p,
-            "prevalence": div(p, n),
-            "accuracy": div(tp + tn, n),
-            "precision": precision,
-            "recall": recall,
-            "specificity": specificity,
-            "fpr": div(fp, fp + tn),
-            "fnr": div(fn, fn + tp),
-            "npv": npv,
-            "f1": div(2 * tp, 2 * tp + fp + fn),
-            "mcc": div(s[0] * s[2] - s[1] * s[3], mcc_den),
-            "predicted_positive_rate": div(tp + fp, n),
-            "balanced_accuracy": (recall + specificity) / 2,
-            "informedness": recall + specificity - 1,
-            "markedness": precision + npv - 1,
-        }
-    return values
-
-
-# The built-in threshold metrics as expressions of the cells: what the interval's
-# gradient differentiates (their values come from ``count_values``).
+# The built-in threshold metrics as expressions of the cells: ``count_values``
+# evaluates them and the interval's gradient differentiates them, so each formula
+# is written once here (the same as ``core.binary.threshold_metrics``). MCC's
+# denominator is a product of two square roots: no product of four sums, which
+# would overflow for extreme weights.
 _DEFINITIONS = {
     "n": "tp + fp + tn + fn",
     "p": "tp + fn",
@@ -316,7 +275,7 @@ _DEFINITIONS = {
     "fnr": "fn / (fn + tp)",
     "npv": "tn / (tn + fn)",
     "f1": "2 * tp / (2 * tp + fp + fn)",
-    "mcc": "(tp * tn - fp * fn) / sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))",
+    "mcc": "(tp * tn - fp * fn) / (sqrt((tp + fp) * (tp + fn)) * sqrt((tn + fp) * (tn + fn)))",
     "predicted_positive_rate": "(tp + fp) / (tp + fp + tn + fn)",
     "balanced_accuracy": "(tp / (tp + fn) + tn / (tn + fp)) / 2",
     "informedness": "tp / (tp + fn) + tn / (tn + fp) - 1",
@@ -324,8 +283,23 @@ _DEFINITIONS = {
 }
 
 
+@functools.cache
 def _definition(name: str) -> Node:
     return _convert(ast.parse(_DEFINITIONS[name], mode="eval").body)
+
+
+def count_values(
+    tp: np.ndarray, fp: np.ndarray, tn: np.ndarray, fn: np.ndarray, counts: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Every threshold-dependent name of the grammar from the weighted cells
+    (arrays, one element per threshold) and the row counts ``counts``
+    (``n_tp``..``n_fn``); the built-ins by their ``_DEFINITIONS``."""
+    cells = {"tp": tp, "fp": fp, "tn": tn, "fn": fn}
+    derived = {
+        name: Expression(text, _definition(name), ()).evaluate(cells)
+        for name, text in _DEFINITIONS.items()
+    }
+    return {**cells, **counts, **derived}
 
 
 def _differentiate(tree: Node, cells: np.ndarray) -> tuple[float, np.ndarray]:
