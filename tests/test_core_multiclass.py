@@ -39,7 +39,7 @@ def test_multiclass_metrics_match_sklearn(K: int, weighted: bool, seed: int) -> 
     y, probs = sample(rng, 900, K)
     w = rng.uniform(0.2, 3.0, y.size) if weighted else None
     classes = tuple(f"c{k}" for k in range(K))
-    state = MulticlassState.from_scores(LAYOUT, y, probs, w)
+    state = MulticlassState.from_scores(LAYOUT, y, probs, w, one_vs_one=True)
     result = evaluate_multiclass(state, classes, LAYOUT, top_k=(1, 2))
     got = by_name(result)
     pred = probs.argmax(axis=1)
@@ -109,11 +109,40 @@ def test_multiclass_metrics_match_sklearn(K: int, weighted: bool, seed: int) -> 
 def test_states_add_like_rows() -> None:
     rng = np.random.default_rng(8)
     y, probs = sample(rng, 400, 4)
-    whole = MulticlassState.from_scores(LAYOUT, y, probs)
-    a = MulticlassState.from_scores(LAYOUT, y[:150], probs[:150])
-    b = MulticlassState.from_scores(LAYOUT, y[150:], probs[150:])
-    for name in ("n", "w", "score_sum", "confusion_n", "rank_n", "loss_sum"):
-        np.testing.assert_allclose(getattr(a, name) + getattr(b, name), getattr(whole, name))
+    w = rng.uniform(0.2, 3.0, y.size)
+    whole = MulticlassState.from_scores(LAYOUT, y, probs, w, one_vs_one=True)
+    a = MulticlassState.from_scores(LAYOUT, y[:150], probs[:150], w[:150], one_vs_one=True)
+    b = MulticlassState.from_scores(LAYOUT, y[150:], probs[150:], w[150:], one_vs_one=True)
+    summed = a + b
+    names = [*MulticlassState.OVR_FIELDS, "confusion_n", "confusion_w", "rank_n", "rank_w"]
+    for name in names:
+        np.testing.assert_allclose(getattr(summed, name), getattr(whole, name), rtol=1e-12)
+    for got, want in zip(summed.one_vs_one_aucs(), whole.one_vs_one_aucs(), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_one_vs_rest_state_grows_with_k_not_k_squared() -> None:
+    """Without the one-vs-one split nothing of size K² x bins exists: the
+    one-vs-rest arrays are K x bins, and no one-vs-one AUC is reported (it needs
+    the split); the other metrics are those of the state with the split."""
+    rng = np.random.default_rng(10)
+    K = 30
+    y, probs = sample(rng, 600, K)
+    classes = tuple(f"c{k}" for k in range(K))
+    lean = MulticlassState.from_scores(LAYOUT, y, probs)
+    full = MulticlassState.from_scores(LAYOUT, y, probs, one_vs_one=True)
+    arrays = [v for v in vars(lean).values() if isinstance(v, np.ndarray)]
+    assert max(a.size for a in arrays) == K * LAYOUT.n_bins
+    assert lean.pairs is None and lean.one_vs_one_aucs() is None
+    got = by_name(evaluate_multiclass(lean, classes, LAYOUT, top_k=(3,)))
+    want = by_name(evaluate_multiclass(full, classes, LAYOUT, top_k=(3,)))
+    assert "roc_auc_ovo_macro" not in got and "roc_auc_ovo_macro" in want
+    assert set(want) - set(got) == {"roc_auc_ovo_macro", "roc_auc_ovo_weighted"}
+    for name, metric in got.items():
+        assert metric.value == want[name].value, name
+    exact = skm.roc_auc_score(y, probs, multi_class="ovo", average="macro")
+    ovo = want["roc_auc_ovo_macro"]
+    assert ovo.bound_lower - 1e-12 <= exact <= ovo.bound_upper + 1e-12
 
 
 def test_top_label_calibration_matches_sklearn_calibration_curve() -> None:

@@ -3,8 +3,10 @@
 Per (model, version, slice, day) the metrics are recomputed by scikit-learn
 from the raw rows read back from the input table (weighted). Tolerances: the
 confusion matrix, accuracy-type metrics, top-k, log loss and Brier do not
-depend on binning: abs 1e-9. One-vs-rest AUCs (per class, macro, weighted):
-the exact value lies inside the stored guaranteed bound.
+depend on binning: abs 1e-9. One-vs-rest AUCs (per class, macro, weighted)
+and, with ``task.one_vs_one``, one-vs-one AUCs: the exact value lies inside
+the stored guaranteed bound. Every test runs with and without the one-vs-one
+split of the states.
 """
 
 from __future__ import annotations
@@ -26,15 +28,20 @@ pytestmark = pytest.mark.spark
 START = dt.date(2026, 4, 1)
 
 
-@pytest.fixture(scope="module")
-def multiclass(spark, tmp_path_factory):
+@pytest.fixture(scope="module", params=[False, True], ids=["ovr", "ovo"])
+def multiclass(spark, tmp_path_factory, request):
     tmp = str(tmp_path_factory.mktemp("mc"))
     df = demo_multiclass_predictions(spark, rows=6_000, days=2, start=START, bad_row_rate=0.02)
     tables.write_predictions(df, f"{tmp}/predictions")
     config = parse_config(
         {
             "input": {"path": f"{tmp}/predictions", "date_partition_column": "date"},
-            "task": {"type": "multiclass", "classes": list(SPECIES), "top_k": [2]},
+            "task": {
+                "type": "multiclass",
+                "classes": list(SPECIES),
+                "top_k": [2],
+                "one_vs_one": request.param,
+            },
             "slices": {"segment_columns": ["region"]},
             "output": {"path": f"{tmp}/metrics"},
         }
@@ -128,10 +135,14 @@ def test_multiclass_tables_match_sklearn_per_group(spark, multiclass) -> None:
             np.testing.assert_array_equal(
                 cells.loc[labels, labels].to_numpy(), skm.confusion_matrix(y, pred, labels=labels)
             )
+            ovo = group[group.class_label.isna() & (group.metric == "roc_auc_ovo_macro")]
+            assert len(ovo) == int(config.task.one_vs_one)
             if set(y) == set(labels):
-                auc = group[group.class_label.isna() & (group.metric == "roc_auc_ovr_macro")]
-                value = skm.roc_auc_score(y, probs, multi_class="ovr", labels=labels)
-                assert auc.bound_lower.iloc[0] - 1e-12 <= value <= auc.bound_upper.iloc[0] + 1e-12
+                for how in ("ovr", "ovo") if config.task.one_vs_one else ("ovr",):
+                    auc = group[group.class_label.isna() & (group.metric == f"roc_auc_{how}_macro")]
+                    value = skm.roc_auc_score(y, probs, multi_class=how, labels=labels)
+                    lower, upper = auc.bound_lower.iloc[0], auc.bound_upper.iloc[0]
+                    assert lower - 1e-12 <= value <= upper + 1e-12, how
             for c, label in enumerate(labels):
                 if 0 < (y == label).sum() < len(y):
                     row = group[(group.class_label == label) & (group.metric == "roc_auc")].iloc[0]
@@ -145,7 +156,7 @@ def test_run_summary_matches_sklearn_over_the_runs_days(spark, multiclass) -> No
     """The console summary: each model version over both days, overall slice,
     against scikit-learn on the same rows (1e-9; the AUCs within 2e-3, as in
     test_core_multiclass, and the one-vs-rest AUC within its bound)."""
-    _, result, raw = multiclass
+    config, result, raw = multiclass
     rows = valid_rows(raw)
     labels = sorted(SPECIES)
     versions = sorted(rows.groupby(["model_name", "model_version"]))
@@ -159,7 +170,9 @@ def test_run_summary_matches_sklearn_over_the_runs_days(spark, multiclass) -> No
         f1 = skm.f1_score(y, pred, average="macro", zero_division=0)
         assert got["f1_macro"] == pytest.approx(f1, abs=1e-9)
         assert got["log_loss"] == pytest.approx(skm.log_loss(y, probs, labels=labels), abs=1e-9)
-        for name, how in (("roc_auc_ovr_macro", "ovr"), ("roc_auc_ovo_macro", "ovo")):
+        assert ("roc_auc_ovo_macro" in got) == config.task.one_vs_one
+        for how in ("ovr", "ovo") if config.task.one_vs_one else ("ovr",):
+            name = f"roc_auc_{how}_macro"
             exact = skm.roc_auc_score(y, probs, multi_class=how, labels=labels)
             assert got[name] == pytest.approx(exact, abs=2e-3), name
         exact = skm.roc_auc_score(y, probs, multi_class="ovr", labels=labels)

@@ -330,19 +330,24 @@ def test_collated_keys_fall_back_to_spark_sql_grouping(spark) -> None:
     )
 
 
-@pytest.mark.parametrize(("weighted", "max_items"), [(True, None), (False, None), (True, 5)])
+@pytest.mark.parametrize(
+    ("weighted", "max_items", "one_vs_one"),
+    [(True, None, False), (False, None, True), (True, 5, False), (True, 5, True)],
+)
 def test_jvm_multiclass_states_equal_sql_states(
-    spark, weighted: bool, max_items: int | None
+    spark, weighted: bool, max_items: int | None, one_vs_one: bool
 ) -> None:
     """The JVM multiclass scan against the SQL aggregation that explodes each row
-    into K items, on the same rows: the same (group, reject reason, class, true
+    into K + 2 items, on the same rows: the same (group, reject reason, class, true
     class, predicted, true rank, bin) keys, equal counts, sums to rtol 1e-12,
     NULL where SQL's sums are NULL. The rows include rejected ones (every reason
     of the demo data: at least three), ties (all classes equally likely: rank counts only
     classes strictly above the true one), probabilities 0 and 1 (first and last
     bin) and, with 5 items per task over three tasks, a group's partial sums
     emitted many times over by each task, which the merge must add into one.
-    Each compact partial row lists an item once, K items per valid row."""
+    Each compact partial row lists an item once, K + 2 items per valid row. And
+    the state is small: at most 2·K·bins + 2·K² rows per group (times K for the
+    class rows with ``one_vs_one``)."""
     config = parse_config(
         {
             "input": {"path": "unused", "weight_column": "weight" if weighted else None},
@@ -366,31 +371,38 @@ def test_jvm_multiclass_states_equal_sql_states(
     ).withColumn("weight", F.rand(5) * 2 + 0.1)
     rows = task_for(config).normalize(frame)
     scan = jvm_scan(spark, layout)
-    assert aggregate.multiclass_accelerator_fits(rows, config, layout, scan)
+    assert aggregate.multiclass_accelerator_fits(rows, config, layout, scan, one_vs_one)
     if max_items is not None:
         scan = dataclasses.replace(scan, max_items=max_items)
         rows = rows.repartition(3)
     group_keys = [*aggregate.DAY_KEYS, "segment__region", "reject_reason"]
     keys = [*group_keys, *aggregate.MULTICLASS_KEYS, "bin"]
-    partial = aggregate.jvm_partial_multiclass_states(rows, config, scan).toPandas()
+    partial = aggregate.jvm_partial_multiclass_states(rows, config, scan, one_vs_one).toPandas()
     assert partial.row_count.sum() == 3000
+    K = len(SPECIES)
     for row in partial.itertuples():
         if row.items is None:
             assert row.reject_reason is not None and row.counts is None and row.sums is None
             continue
         assert row.reject_reason is None and len(set(row.items)) == len(row.items)
-        assert sum(row.counts) == len(SPECIES) * row.row_count
-        assert len(row.counts) == len(row.items) and len(row.sums) == 4 * len(row.items)
+        assert sum(row.counts) == (K + 2) * row.row_count
+        assert len(row.counts) == 2 * len(row.items) and len(row.sums) == 5 * len(row.items)
     per_group = partial.groupby(group_keys, dropna=False).size()
     if max_items is not None:
         assert (per_group > 2).any(), per_group.max()
-    sql = aggregate.scan_multiclass_states(rows, config, layout).toPandas()
-    jvm = aggregate.scan_multiclass_states(rows, config, layout, scan).toPandas()
+    sql = aggregate.scan_multiclass_states(rows, config, layout, None, one_vs_one).toPandas()
+    jvm = aggregate.scan_multiclass_states(rows, config, layout, scan, one_vs_one).toPandas()
     assert list(jvm.columns) == list(sql.columns)
     reasons = set(jvm.reject_reason.dropna())
     assert len(reasons) >= 3, reasons
     assert (jvm.true_rank > 0).any() and (jvm.true_rank == 0).any()
     assert jvm.n_rows.sum() == 3000
+    assert jvm.true_index.notna().any()
+    assert jvm[jvm.bin.notna()].true_index.notna().all() == one_vs_one
+    valid = jvm[jvm.reject_reason.isna()]
+    per_group = valid.groupby(group_keys, dropna=False).size()
+    class_rows = 2 * K * layout.n_bins * (K if one_vs_one else 1)
+    assert per_group.max() <= class_rows + 2 * K * K
     sql = sql.sort_values(keys).reset_index(drop=True)
     jvm = jvm.sort_values(keys).reset_index(drop=True)
     pd.testing.assert_frame_equal(

@@ -78,6 +78,9 @@ class TaskConfig:
     classes: tuple[str | int, ...] = ()
     top_k: tuple[int, ...] = ()
     probability_tolerance: float = 1e-3
+    #: Keep the per-true-class split of each class's histogram for one-vs-one
+    #: (Hand & Till) AUC: states grow with K² x bins instead of K x bins.
+    one_vs_one: bool = False
 
 
 @dataclass(frozen=True)
@@ -499,7 +502,7 @@ def _task_problems(c: Config) -> list[str]:
     if t.type not in ("binary", "multiclass"):
         p.append(f"task.type: {t.type!r} must be 'binary' or 'multiclass'")
     if t.type != "multiclass":
-        for key in ("classes", "top_k"):
+        for key in ("classes", "top_k", "one_vs_one"):
             if getattr(t, key):
                 p.append(f"task.{key}: only used with task.type = 'multiclass'")
         return p

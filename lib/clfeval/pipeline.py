@@ -150,7 +150,12 @@ def _scan_and_publish(
         # Not written here: publish writes them together with their rollups and
         # the derived tables, all computed from them in memory.
         fresh = aggregate.rollup_slices(
-            states, config, ctx.layout, task.class_keys, task.class_columns()
+            states,
+            config,
+            ctx.layout,
+            task.class_keys,
+            task.class_columns(),
+            task.state_layout_id(),
         ).persist()
         extra_metrics = monitoring.reject_metric_rows(per_day)
         committed: dict[str, int | None] = {}

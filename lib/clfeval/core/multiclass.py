@@ -3,23 +3,26 @@
 A K-class model gives every row a probability vector ``p`` (``p_c`` for class
 c, in the configured class order), a true class ``t`` and a predicted class
 ``j`` (a column of the input, or ``argmax p`` with the first maximum winning,
-as ``numpy.argmax``). Every row contributes to the state of its group:
+as ``numpy.argmax``). Every row contributes to the state of its group, which
+grows with K and the number of bins B, not with K² x B:
 
-* ``n[c, t, b]``, ``w[c, t, b]``: rows (weights) whose true class is t and whose
-  probability of class c falls in bin b of the layout, for every c. Summed over
-  t != c this is the one-vs-rest state of class c; ``n[i, j, :]`` against
-  ``n[i, i, :]`` gives the one-vs-one comparison A(i|j) of Hand & Till.
-* ``score_sum[c, b]`` (Σ w·p_c) and ``sq_err_sum[c, b]`` (Σ w·(p_c − [t = c])²):
-  per-class calibration and the multiclass Brier score.
-* ``loss_sum[c, b]``: Σ w·−ln clip(p_c) over rows whose true class is c (log loss).
-* ``confusion_n[t, j]``, ``confusion_w[t, j]``: the K×K confusion matrix.
+* per class c, the one-vs-rest binary state on ``p_c`` (``ovr``, arrays of
+  shape (K, B)): rows whose true class is c (positives) and the others
+  (negatives) per bin of ``p_c``, their weights, ``loss_sum`` (Σ w·−ln clip(p_c)
+  over the positives: the log loss), ``sq_err_sum`` (Σ w·(p_c − [t = c])²: the
+  Brier score) and ``score_sum`` (Σ w·p_c: calibration);
+* ``confusion_n[t, j]``, ``confusion_w[t, j]``: the K×K confusion matrix;
 * ``rank_n[t, r]``, ``rank_w[t, r]``: rows whose true class has rank r, i.e.
   ``r = #{c : p_c > p_t}``; top-k accuracy is the share with ``r < k`` (a tie
-  with the true class counts in its favour).
+  with the true class counts in its favour);
 * ``top_label``: a binary state of the predicted class's probability, positive
-  when the prediction is right (top-label calibration).
+  when the prediction is right (top-label calibration);
+* only for one-vs-one AUC (``pairs``, opt-in): per (class c, true class t, bin
+  of ``p_c``) the rows and weights, kept sparse (one entry per non-empty cell).
 
-All are sums, so states of days, slices and runs add.
+All are sums, so states of days, slices and runs add. Memory per group is
+O(K·B + K²) numbers, plus the non-empty cells of ``pairs`` when kept; no
+K×K×B array is ever allocated (one-vs-one works one score class at a time).
 
 Metric conventions follow scikit-learn with ``labels=None`` and
 ``zero_division=0``: per-class precision/recall/F1 are reported for every
@@ -34,8 +37,8 @@ Cohen's kappa ``(p_o − p_e)/(1 − p_e)``.
 ROC AUC: one-vs-rest per class (binned, with the guaranteed bound and a DeLong
 interval as in the binary case), their macro mean and support-weighted mean;
 one-vs-one (Hand & Till) ``A(i, j) = (A(i|j) + A(j|i)) / 2`` over all pairs,
-macro and weighted by the pair's share of rows. Averages of bounded values
-are bounded by the averages of the bounds.
+macro and weighted by the pair's share of rows, where ``pairs`` is kept.
+Averages of bounded values are bounded by the averages of the bounds.
 """
 
 from __future__ import annotations
@@ -65,34 +68,86 @@ from clfeval.core.intervals import delong_interval
 
 
 @dataclass
+class PairHistograms:
+    """The one-vs-one split, sparse: entry e holds the rows ``n[e]`` (weights
+    ``w[e]``) whose true class is ``true_class[e]`` and whose probability of
+    ``score_class[e]`` falls in bin ``bin[e]``. Entries of the same cell add."""
+
+    score_class: np.ndarray  # int64
+    true_class: np.ndarray  # int64
+    bin: np.ndarray  # int64
+    n: np.ndarray  # int64
+    w: np.ndarray  # float64
+
+    @classmethod
+    def empty(cls) -> PairHistograms:
+        ints = [np.zeros(0, dtype=np.int64) for _ in range(4)]
+        return cls(*ints, np.zeros(0))
+
+    def __add__(self, other: PairHistograms) -> PairHistograms:
+        return PairHistograms(
+            *[
+                np.concatenate([getattr(self, f), getattr(other, f)])
+                for f in ("score_class", "true_class", "bin", "n", "w")
+            ]
+        )
+
+    def score_class_block(self, c: int, n_classes: int, n_bins: int) -> tuple[np.ndarray, ...]:
+        """Dense ``(n, w)`` of shape (K, B) of score class c: row t is the
+        histogram of ``p_c`` over the rows of true class t."""
+        mine = self.score_class == c
+        n = np.zeros((n_classes, n_bins), dtype=np.int64)
+        w = np.zeros((n_classes, n_bins))
+        np.add.at(n, (self.true_class[mine], self.bin[mine]), self.n[mine])
+        np.add.at(w, (self.true_class[mine], self.bin[mine]), self.w[mine])
+        return n, w
+
+
+@dataclass
 class MulticlassState:
     """Sums of one group; see the module docstring. K classes, B bins."""
 
-    n: np.ndarray  # (K, K, B) int64: [score class c, true class t, bin]
-    w: np.ndarray  # (K, K, B)
-    score_sum: np.ndarray  # (K, B)
-    sq_err_sum: np.ndarray  # (K, B)
+    ovr_n_pos: np.ndarray  # (K, B) int64: [class c, bin of p_c], rows of true class c
+    ovr_n_neg: np.ndarray  # (K, B) int64: rows of another true class
+    ovr_w_pos: np.ndarray  # (K, B)
+    ovr_w_neg: np.ndarray  # (K, B)
     loss_sum: np.ndarray  # (K, B)
+    sq_err_sum: np.ndarray  # (K, B)
+    score_sum: np.ndarray  # (K, B)
     confusion_n: np.ndarray  # (K, K) int64: [true, predicted]
     confusion_w: np.ndarray  # (K, K)
     rank_n: np.ndarray  # (K, K) int64: [true, rank of the true class]
     rank_w: np.ndarray  # (K, K)
     top_label: BinaryState = field(default_factory=lambda: BinaryState.empty(0))
+    pairs: PairHistograms | None = None
+
+    OVR_FIELDS = (
+        "ovr_n_pos",
+        "ovr_n_neg",
+        "ovr_w_pos",
+        "ovr_w_neg",
+        "loss_sum",
+        "sq_err_sum",
+        "score_sum",
+    )
 
     @classmethod
-    def empty(cls, n_classes: int, n_bins: int) -> MulticlassState:
+    def empty(cls, n_classes: int, n_bins: int, one_vs_one: bool = False) -> MulticlassState:
         K, B = n_classes, n_bins
         return cls(
-            n=np.zeros((K, K, B), dtype=np.int64),
-            w=np.zeros((K, K, B)),
-            score_sum=np.zeros((K, B)),
-            sq_err_sum=np.zeros((K, B)),
+            ovr_n_pos=np.zeros((K, B), dtype=np.int64),
+            ovr_n_neg=np.zeros((K, B), dtype=np.int64),
+            ovr_w_pos=np.zeros((K, B)),
+            ovr_w_neg=np.zeros((K, B)),
             loss_sum=np.zeros((K, B)),
+            sq_err_sum=np.zeros((K, B)),
+            score_sum=np.zeros((K, B)),
             confusion_n=np.zeros((K, K), dtype=np.int64),
             confusion_w=np.zeros((K, K)),
             rank_n=np.zeros((K, K), dtype=np.int64),
             rank_w=np.zeros((K, K)),
             top_label=BinaryState.empty(B),
+            pairs=PairHistograms.empty() if one_vs_one else None,
         )
 
     @classmethod
@@ -103,6 +158,7 @@ class MulticlassState:
         probabilities: np.ndarray,
         weights: np.ndarray | None = None,
         y_pred: np.ndarray | None = None,
+        one_vs_one: bool = False,
     ) -> MulticlassState:
         """Reference accumulation from raw rows (class indices, an (n, K) matrix)."""
         probs = np.asarray(probabilities, dtype=np.float64)
@@ -110,18 +166,29 @@ class MulticlassState:
         t = np.asarray(y_true, dtype=np.int64)
         j = np.argmax(probs, axis=1) if y_pred is None else np.asarray(y_pred, dtype=np.int64)
         w = np.ones(rows) if weights is None else np.asarray(weights, dtype=np.float64)
-        state = cls.empty(K, layout.n_bins)
+        state = cls.empty(K, layout.n_bins, one_vs_one)
         bins = layout.bin_index(probs.ravel()).reshape(rows, K)
         p_true = probs[np.arange(rows), t]
         rank = (probs > p_true[:, None]).sum(axis=1)
         for c in range(K):
-            truth = (t == c).astype(np.float64)
-            np.add.at(state.n[c], (t, bins[:, c]), 1)
-            np.add.at(state.w[c], (t, bins[:, c]), w)
-            np.add.at(state.score_sum[c], bins[:, c], w * probs[:, c])
-            np.add.at(state.sq_err_sum[c], bins[:, c], w * (probs[:, c] - truth) ** 2)
+            truth = t == c
+            b = bins[:, c]
+            np.add.at(state.ovr_n_pos[c], b[truth], 1)
+            np.add.at(state.ovr_n_neg[c], b[~truth], 1)
+            np.add.at(state.ovr_w_pos[c], b[truth], w[truth])
+            np.add.at(state.ovr_w_neg[c], b[~truth], w[~truth])
+            np.add.at(state.score_sum[c], b, w * probs[:, c])
+            np.add.at(state.sq_err_sum[c], b, w * (probs[:, c] - truth) ** 2)
             clipped = np.clip(probs[:, c], LOG_LOSS_EPS, 1 - LOG_LOSS_EPS)
-            np.add.at(state.loss_sum[c], bins[:, c], truth * w * -np.log(clipped))
+            np.add.at(state.loss_sum[c], b, truth * w * -np.log(clipped))
+        if one_vs_one:
+            state.pairs = PairHistograms(
+                np.repeat(np.arange(K)[None, :], rows, axis=0).ravel(),
+                np.repeat(t, K),
+                bins.ravel(),
+                np.ones(rows * K, dtype=np.int64),
+                np.repeat(w, K),
+            )
         np.add.at(state.confusion_n, (t, j), 1)
         np.add.at(state.confusion_w, (t, j), w)
         np.add.at(state.rank_n, (t, rank), 1)
@@ -130,9 +197,25 @@ class MulticlassState:
         state.top_label = BinaryState.from_scores(layout, right, probs[np.arange(rows), j], w)
         return state
 
+    def __add__(self, other: MulticlassState) -> MulticlassState:
+        """The state of the union of both groups' rows."""
+        names = [*self.OVR_FIELDS, "confusion_n", "confusion_w", "rank_n", "rank_w"]
+        summed = {name: getattr(self, name) + getattr(other, name) for name in names}
+        top = BinaryState(
+            *[getattr(self.top_label, f) + getattr(other.top_label, f) for f in BinaryState.FIELDS]
+        )
+        pairs = None
+        if self.pairs is not None and other.pairs is not None:
+            pairs = self.pairs + other.pairs
+        return MulticlassState(**summed, top_label=top, pairs=pairs)
+
     @property
     def n_classes(self) -> int:
-        return self.n.shape[0]
+        return self.ovr_n_pos.shape[0]
+
+    @property
+    def n_bins(self) -> int:
+        return self.ovr_n_pos.shape[1]
 
     @property
     def n_rows(self) -> int:
@@ -144,29 +227,29 @@ class MulticlassState:
 
     def one_vs_rest(self, c: int) -> BinaryState:
         """Binary state of "class c" against all others on ``p_c``."""
-        others = np.arange(self.n_classes) != c
-        return BinaryState(
-            n_pos=self.n[c, c].copy(),
-            n_neg=self.n[c, others].sum(axis=0),
-            w_pos=self.w[c, c].copy(),
-            w_neg=self.w[c, others].sum(axis=0),
-            loss_sum=self.loss_sum[c].copy(),
-            sq_err_sum=self.sq_err_sum[c].copy(),
-            score_sum=self.score_sum[c].copy(),
-        )
+        return BinaryState(*[getattr(self, name)[c].copy() for name in self.OVR_FIELDS])
 
-    def one_vs_one(self, i: int, j: int) -> BinaryState:
-        """Binary state of class i (positive) against class j (negative) on ``p_i``."""
-        B = self.n.shape[2]
-        return BinaryState(
-            self.n[i, i].copy(),
-            self.n[i, j].copy(),
-            self.w[i, i].copy(),
-            self.w[i, j].copy(),
-            np.zeros(B),
-            np.zeros(B),
-            np.zeros(B),
-        )
+    def one_vs_one_aucs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """``A(i|j)``, its lower and upper bound, as (K, K) arrays (NaN where
+        undefined): the binned AUC of ``p_i`` separating true class i (positive)
+        from true class j (negative). None unless ``pairs`` is kept. Works one
+        score class at a time: O(K·B) memory."""
+        if self.pairs is None:
+            return None
+        K, B = self.n_classes, self.n_bins
+        value, lower, upper = (np.full((K, K), np.nan) for _ in range(3))
+        zeros = np.zeros(B)
+        for i in range(K):
+            n, w = self.pairs.score_class_block(i, K, B)
+            if not n[i].any():
+                continue
+            for j in range(K):
+                if j == i or not n[j].any():
+                    continue
+                auc = roc_auc(BinaryState(n[i], n[j], w[i], w[j], zeros, zeros, zeros))
+                if auc is not None:
+                    value[i, j], lower[i, j], upper[i, j] = auc.value, auc.lower, auc.upper
+        return value, lower, upper
 
 
 @dataclass(frozen=True)
@@ -324,7 +407,6 @@ def score_metrics(
     calibration_bins: int,
 ) -> tuple[list[ClassMetric], list[tuple[str | None, Curve]]]:
     """AUCs (OvR, OvO), average precision, top-k, log loss, Brier, calibration; curves."""
-    K = len(classes)
     total = state.total_weight
     support = state.confusion_w.sum(axis=1)
     out: list[ClassMetric] = []
@@ -358,23 +440,7 @@ def score_metrics(
         ClassMetric(None, _mean_with_bounds("roc_auc_ovr_macro", [(m, 1.0) for m, _ in ovr_aucs]))
     )
     out.append(ClassMetric(None, _mean_with_bounds("roc_auc_ovr_weighted", ovr_aucs)))
-    pairs: list[tuple[MetricValue, float]] = []
-    for i in range(K):
-        for j in range(i + 1, K):
-            a_ij, a_ji = roc_auc(state.one_vs_one(i, j)), roc_auc(state.one_vs_one(j, i))
-            if a_ij is None or a_ji is None:
-                continue
-            pair = MetricValue(
-                "pair",
-                (a_ij.value + a_ji.value) / 2,
-                bound_lower=(a_ij.lower + a_ji.lower) / 2,
-                bound_upper=(a_ij.upper + a_ji.upper) / 2,
-            )
-            pairs.append((pair, float(support[i] + support[j])))
-    out.append(
-        ClassMetric(None, _mean_with_bounds("roc_auc_ovo_macro", [(m, 1.0) for m, _ in pairs]))
-    )
-    out.append(ClassMetric(None, _mean_with_bounds("roc_auc_ovo_weighted", pairs)))
+    out += _one_vs_one_metrics(state, support)
     rank_w = state.rank_w.sum(axis=0)
     for k in top_k:
         hits = float(rank_w[:k].sum())
@@ -399,6 +465,31 @@ def score_metrics(
             )
         )
     return out, curves
+
+
+def _one_vs_one_metrics(state: MulticlassState, support: np.ndarray) -> list[ClassMetric]:
+    """Hand & Till's macro and pair-weighted one-vs-one AUC, where the state keeps
+    the one-vs-one split (nothing otherwise)."""
+    aucs = state.one_vs_one_aucs()
+    if aucs is None:
+        return []
+    value, lower, upper = aucs
+    pairs: list[tuple[MetricValue, float]] = []
+    for i in range(state.n_classes):
+        for j in range(i + 1, state.n_classes):
+            if np.isnan(value[i, j]) or np.isnan(value[j, i]):
+                continue
+            pair = MetricValue(
+                "pair",
+                (value[i, j] + value[j, i]) / 2,
+                bound_lower=(lower[i, j] + lower[j, i]) / 2,
+                bound_upper=(upper[i, j] + upper[j, i]) / 2,
+            )
+            pairs.append((pair, float(support[i] + support[j])))
+    return [
+        ClassMetric(None, _mean_with_bounds("roc_auc_ovo_macro", [(m, 1.0) for m, _ in pairs])),
+        ClassMetric(None, _mean_with_bounds("roc_auc_ovo_weighted", pairs)),
+    ]
 
 
 def evaluate_multiclass(

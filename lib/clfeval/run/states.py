@@ -30,7 +30,7 @@ def stored_histograms(
     config = ctx.config
     stored = tables.read_table(ctx.spark, ctx.output("score_histograms"), version)
     stored = stored.where(
-        tables.window_filter(ranges) & (F.col("layout_id") == F.lit(ctx.layout.layout_id))
+        tables.window_filter(ranges) & (F.col("layout_id") == F.lit(ctx.task.state_layout_id()))
     )
     if config.input.models:
         stored = stored.where(F.col("model_name").isin(*[F.lit(m) for m in config.input.models]))

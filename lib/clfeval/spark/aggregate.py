@@ -242,16 +242,20 @@ MULTICLASS_KEYS = ("class_index", "true_index", "predicted", "true_rank")
 
 
 def multiclass_accelerator_fits(
-    rows: DataFrame, config: Config, layout: BinLayout, jvm: JvmScan
+    rows: DataFrame, config: Config, layout: BinLayout, jvm: JvmScan, one_vs_one: bool = False
 ) -> bool:
     """Whether the JVM multiclass scan can take ``rows`` (normalized): keys it
-    groups by itself (see ``jvm_groups_by``) and K^2 x 2 x (K+1) x bins item keys
-    that fit its packed key (K = 50 and 10,000 bins do)."""
+    groups by itself (see ``jvm_groups_by``) and item keys that fit its packed
+    key (K x 2 x bins + 2 x K^2, times K with ``one_vs_one``: K = 1,000 and
+    10,000 bins do)."""
     k = len(config.class_texts())
-    return jvm_groups_by(rows, config) and bool(jvm.multiclass.fits(k, len(layout.edges)))
+    fits = jvm.multiclass.fits(k, len(layout.edges), one_vs_one)
+    return jvm_groups_by(rows, config) and bool(fits)
 
 
-def _run_multiclass_scan(method: Any, rows: DataFrame, config: Config, scan: JvmScan) -> DataFrame:
+def _run_multiclass_scan(
+    method: Any, rows: DataFrame, config: Config, scan: JvmScan, one_vs_one: bool
+) -> DataFrame:
     """``method`` of the JVM multiclass scan's class (``scan`` or ``states``) on
     ``rows`` (normalized): its input is the scan keys, then y (int), probs
     (array<double>), pred (int) and weight (double)."""
@@ -271,91 +275,123 @@ def _run_multiclass_scan(method: Any, rows: DataFrame, config: Config, scan: Jvm
         scan.edges_text,
         LOG_LOSS_EPS,
         scan.max_items,
+        one_vs_one,
     )
 
 
-def jvm_partial_multiclass_states(rows: DataFrame, config: Config, scan: JvmScan) -> DataFrame:
+def jvm_partial_multiclass_states(
+    rows: DataFrame, config: Config, scan: JvmScan, one_vs_one: bool = False
+) -> DataFrame:
     """The JVM multiclass scan's compact partial states of ``rows`` (normalized):
     per input partition, each valid row's K items summed into a hash table keyed
     by (group, item), emitted as one row per group: the scan keys, row_count, and
     items (packed item keys), counts and sums (weight, loss, squared error and
     score per item, interleaved); the arrays NULL for a group without valid rows.
     What ``_scan_multiclass_states_accelerated`` merges; here for tests of the scan's own step."""
-    return _run_multiclass_scan(scan.multiclass.scan, rows, config, scan)
+    return _run_multiclass_scan(scan.multiclass.scan, rows, config, scan, one_vs_one)
 
 
 def _scan_multiclass_states_accelerated(
-    rows: DataFrame, config: Config, scan: JvmScan
+    rows: DataFrame, config: Config, scan: JvmScan, one_vs_one: bool = False
 ) -> DataFrame:
     """``scan_multiclass_states`` through the JVM scan: its compact partial states
     (see ``jvm_partial_multiclass_states``), hash-partitioned by group (the only
     exchange, a row per group and task) and merged per group into a row per
     (group, item). No row is exploded into K rows."""
-    return _run_multiclass_scan(scan.multiclass.states, rows, config, scan)
+    return _run_multiclass_scan(scan.multiclass.states, rows, config, scan, one_vs_one)
 
 
 def scan_multiclass_states(
-    rows: DataFrame, config: Config, layout: BinLayout, jvm: JvmScan | None = None
+    rows: DataFrame,
+    config: Config,
+    layout: BinLayout,
+    jvm: JvmScan | None = None,
+    one_vs_one: bool = False,
 ) -> DataFrame:
-    """The single aggregation for a K-class model (rows from ``normalize_multiclass``).
+    """The single aggregation for a K-class model (rows from ``MulticlassTask.normalize``).
 
-    Every valid row is exploded into K items, one per class c with ``p_c``, and
-    grouped by (keys, c, true class, c is the predicted class, rank of the true
-    class on the item of the true class, bin of p_c): the sums of
-    ``core.multiclass.MulticlassState``. ``n_pos``/``w_pos`` count items of the
-    true class, ``n_neg``/``w_neg`` the others; ``n_rows`` counts each input
-    row once (on its true-class item; rejected rows have one item with NULLs).
+    Every valid row adds K + 2 items to its group (``core.multiclass.MulticlassState``):
+
+    * one per class c, keyed (c, c is the predicted class, bin of ``p_c``): the
+      one-vs-rest histograms (``n_pos``/``w_pos``/``loss_sum`` where c is the true
+      class, ``n_neg``/``w_neg`` where not; ``sq_err_sum`` and ``score_sum`` of
+      all), and, on the rows where c is predicted, the top-label state; with
+      ``one_vs_one`` also keyed by the true class (Hand & Till's split);
+    * one keyed (predicted class, true class, predicted = true, no bin): the
+      confusion matrix (``n_pos``, ``w_pos``), and ``n_rows``, each row once;
+    * one keyed (true class, rank of the true class, no bin): top-k.
+
+    So a group holds at most 2·K·B + 2·K² state rows (2·K²·B + 2·K² with
+    ``one_vs_one``). A rejected row is one item with NULL keys and sums and
+    ``n_rows`` 1.
 
     With ``jvm`` (from ``jvm_scan``; where ``multiclass_accelerator_fits``) the items are
     summed by clfeval's JVM scan without exploding rows; same states (float sums
     up to their order of addition).
     """
-    if jvm is not None and multiclass_accelerator_fits(rows, config, layout, jvm):
-        return _scan_multiclass_states_accelerated(rows, config, jvm)
+    if jvm is not None and multiclass_accelerator_fits(rows, config, layout, jvm, one_vs_one):
+        return _scan_multiclass_states_accelerated(rows, config, jvm, one_vs_one)
     valid = F.col("reject_reason").isNull()
-    probs, y, w = F.col("probs"), F.col("y"), F.col("weight")
+    probs, y, pred = F.col("probs"), F.col("y"), F.col("pred")
     p_true = F.element_at(probs, y + F.lit(1))
-    items = F.transform(probs, lambda p, i: F.named_struct(F.lit("c"), i, F.lit("p"), p))
-    no_item = F.array(
-        F.named_struct(F.lit("c"), F.lit(None).cast("int"), F.lit("p"), F.lit(None).cast("double"))
+    no_int, no_bool = F.lit(None).cast("int"), F.lit(None).cast("boolean")
+    no_double = F.lit(None).cast("double")
+
+    def item(c: Column, t: Column, predicted: Column, rank: Column, p: Column) -> Column:
+        return F.struct(
+            c.alias("c"), t.alias("t"), predicted.alias("pred"), rank.alias("rank"), p.alias("p")
+        )
+
+    histogram = F.transform(
+        probs,
+        lambda p, i: item(i, y if one_vs_one else no_int, i == pred, no_int, p),
     )
+    rank = F.size(F.filter(probs, lambda x: x > p_true))
+    counts = F.array(
+        item(pred, y, F.lit(True), no_int, no_double),
+        item(no_int, y, no_bool, rank, no_double),
+    )
+    rejected = F.array(item(no_int, no_int, no_bool, no_int, no_double))
     segments = [segment_column_name(c) for c in config.finest_segments()]
     exploded = rows.select(
         *DAY_KEYS,
         *segments,
         "reject_reason",
         "y",
-        "pred",
         "weight",
-        F.size(F.filter(probs, lambda x: x > p_true)).alias("rank"),
-        F.explode(F.when(valid, items).otherwise(no_item)).alias("item"),
+        F.explode(F.when(valid, F.concat(histogram, counts)).otherwise(rejected)).alias("item"),
     )
     c, p = F.col("item.c"), F.col("item.p")
-    is_true = c == y
     keyed = exploded.select(
         *DAY_KEYS,
         *segments,
         "reject_reason",
         c.alias("class_index"),
-        y.alias("true_index"),
-        (c == F.col("pred")).alias("predicted"),
-        F.when(is_true, F.col("rank")).alias("true_rank"),
-        F.when(valid, bin_index_column(p, layout)).alias("bin"),
-        is_true.alias("is_true"),
+        F.col("item.t").alias("true_index"),
+        F.col("item.pred").alias("predicted"),
+        F.col("item.rank").alias("true_rank"),
+        bin_index_column(p, layout).alias("bin"),
+        # histogram items: whether c is the true class; count items are all "positive"
+        F.when(valid, F.when(p.isNull(), F.lit(True)).otherwise(c == y)).alias("is_pos"),
         p.alias("p"),
-        w.alias("w"),
+        F.col("weight").alias("w"),
     )
-    truth = F.col("is_true")
+    pos, w = F.col("is_pos"), F.col("w")
+    in_histogram = F.col("p").isNotNull()
+    # one item per valid row counts it: its confusion item
+    counts_row = F.coalesce(
+        F.col("predicted") & F.col("bin").isNull() & F.col("true_index").isNotNull(), F.lit(False)
+    )
     clipped = F.least(F.greatest(F.col("p"), F.lit(LOG_LOSS_EPS)), F.lit(1.0 - LOG_LOSS_EPS))
     return keyed.groupBy(*DAY_KEYS, *segments, "reject_reason", *MULTICLASS_KEYS, "bin").agg(
-        F.sum(F.when(valid, truth.cast("int")).otherwise(1)).cast("long").alias("n_rows"),
-        F.sum(truth.cast("int")).cast("long").alias("n_pos"),
-        F.sum((~truth).cast("int")).cast("long").alias("n_neg"),
-        F.sum(F.when(truth, F.col("w"))).alias("w_pos"),
-        F.sum(F.when(~truth, F.col("w"))).alias("w_neg"),
-        F.sum(F.when(truth, F.col("w") * -F.log(clipped))).alias("loss_sum"),
-        F.sum(F.col("w") * (F.col("p") - truth.cast("double")) ** 2).alias("sq_err_sum"),
-        F.sum(F.col("w") * F.col("p")).alias("score_sum"),
+        F.sum(F.when(valid, counts_row.cast("int")).otherwise(1)).cast("long").alias("n_rows"),
+        F.sum(pos.cast("int")).cast("long").alias("n_pos"),
+        F.sum((~pos).cast("int")).cast("long").alias("n_neg"),
+        F.sum(F.when(pos, w)).alias("w_pos"),
+        F.sum(F.when(~pos, w)).alias("w_neg"),
+        F.sum(F.when(in_histogram & pos, w * -F.log(clipped))).alias("loss_sum"),
+        F.sum(w * (F.col("p") - pos.cast("double")) ** 2).alias("sq_err_sum"),
+        F.sum(w * F.col("p")).alias("score_sum"),
     )
 
 
@@ -407,12 +443,14 @@ def rollup_slices(
     layout: BinLayout,
     class_keys: tuple[str, ...],
     class_columns: list[Column],
+    layout_id: str | None = None,
 ) -> DataFrame:
     """Daily histograms for every slice, with the key columns of the output tables.
 
     ``class_keys`` are the task's per-class key columns of the scan's states and
     ``class_columns`` turn them into ``class_label``, ``true_label``,
-    ``predicted`` and ``true_rank`` (``Task.class_keys``, ``Task.class_columns``).
+    ``predicted`` and ``true_rank`` (``Task.class_keys``, ``Task.class_columns``);
+    ``layout_id`` is written with them (``Task.state_layout_id``; default the layout's).
     """
     valid = cap_segment_values(states.where(F.col("reject_reason").isNull()), config)
     # The scan's states hold one row per (day keys, finest segments, class keys,
@@ -461,7 +499,7 @@ def rollup_slices(
         F.col("n_pos").cast("long").alias("n_pos"),
         F.col("n_neg").cast("long").alias("n_neg"),
         *[F.col(s).cast("double").alias(s) for s in STATE_SUMS[2:]],
-        F.lit(layout.layout_id).alias("layout_id"),
+        F.lit(layout_id or layout.layout_id).alias("layout_id"),
     )
 
 

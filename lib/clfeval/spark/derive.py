@@ -32,7 +32,12 @@ from clfeval.core.binary import (
 )
 from clfeval.core.bins import BinLayout
 from clfeval.core.expressions import CustomMetric
-from clfeval.core.multiclass import MulticlassEvaluation, MulticlassState, evaluate_multiclass
+from clfeval.core.multiclass import (
+    MulticlassEvaluation,
+    MulticlassState,
+    PairHistograms,
+    evaluate_multiclass,
+)
 from clfeval.schema import (
     BELOW_MIN_SLICE_SIZE,
     CONFUSION_SCHEMA,
@@ -380,29 +385,39 @@ def derive_tables(
 
 
 def multiclass_state_from_pandas(
-    pdf: pd.DataFrame, classes: tuple[str, ...], n_bins: int
+    pdf: pd.DataFrame, classes: tuple[str, ...], n_bins: int, one_vs_one: bool = False
 ) -> MulticlassState:
-    """One group's multiclass histogram rows as a ``MulticlassState``."""
-    state = MulticlassState.empty(len(classes), n_bins)
+    """One group's multiclass state rows (``aggregate.scan_multiclass_states``,
+    with class names) as a ``MulticlassState``: rows with a bin are class items
+    (one-vs-rest histograms; where predicted, the top-label state; with a true
+    class, the one-vs-one split), rows without a bin the confusion matrix (a
+    class) or the true class's rank counts (a rank)."""
+    state = MulticlassState.empty(len(classes), n_bins, one_vs_one)
     index = {name: k for k, name in enumerate(classes)}
-    c = pdf["class_label"].map(index).to_numpy(dtype=np.int64)
-    t = pdf["true_label"].map(index).to_numpy(dtype=np.int64)
-    b = pdf["bin"].to_numpy(dtype=np.int64)
-    n = (pdf["n_pos"] + pdf["n_neg"]).to_numpy(dtype=np.int64)
-    w = (pdf["w_pos"].fillna(0.0) + pdf["w_neg"].fillna(0.0)).to_numpy()
-    np.add.at(state.n, (c, t, b), n)
-    np.add.at(state.w, (c, t, b), w)
-    for name in ("score_sum", "sq_err_sum", "loss_sum"):
-        np.add.at(getattr(state, name), (c, b), pdf[name].fillna(0.0).to_numpy())
-    pred = pdf["predicted"].fillna(False).to_numpy(dtype=bool)
-    np.add.at(state.confusion_n, (t[pred], c[pred]), n[pred])
-    np.add.at(state.confusion_w, (t[pred], c[pred]), w[pred])
-    top = pdf[pred].assign(loss_sum=0.0, sq_err_sum=0.0)
-    state.top_label = state_from_rows(top.fillna({"w_pos": 0.0, "w_neg": 0.0}), n_bins)
-    ranked = pdf["true_rank"].notna().to_numpy()
-    r = pdf["true_rank"].fillna(0).to_numpy(dtype=np.int64)
-    np.add.at(state.rank_n, (t[ranked], r[ranked]), n[ranked])
-    np.add.at(state.rank_w, (t[ranked], r[ranked]), w[ranked])
+    pdf = pdf.fillna({name: 0.0 for name in BinaryState.FIELDS[2:]})
+    binned = pdf["bin"].notna().to_numpy()
+    items, counts = pdf[binned], pdf[~binned]
+    c = items["class_label"].map(index).to_numpy(dtype=np.int64)
+    b = items["bin"].to_numpy(dtype=np.int64)
+    for name, column in zip(MulticlassState.OVR_FIELDS, BinaryState.FIELDS, strict=True):
+        np.add.at(getattr(state, name), (c, b), items[column].to_numpy())
+    predicted = (items["predicted"] == True).to_numpy(dtype=bool)  # noqa: E712 (NULL: False)
+    top = items[predicted].assign(loss_sum=0.0, sq_err_sum=0.0)
+    state.top_label = state_from_rows(top, n_bins)
+    if one_vs_one:
+        t = items["true_label"].map(index).to_numpy(dtype=np.int64)
+        n = (items["n_pos"] + items["n_neg"]).to_numpy(dtype=np.int64)
+        w = (items["w_pos"] + items["w_neg"]).to_numpy()
+        state.pairs = PairHistograms(c, t, b, n, w)
+    ranked = counts["true_rank"].notna().to_numpy()
+    t = counts["true_label"].map(index).to_numpy(dtype=np.int64)
+    n, w = counts["n_pos"].to_numpy(dtype=np.int64), counts["w_pos"].to_numpy()
+    j = counts["class_label"][~ranked].map(index).to_numpy(dtype=np.int64)
+    np.add.at(state.confusion_n, (t[~ranked], j), n[~ranked])
+    np.add.at(state.confusion_w, (t[~ranked], j), w[~ranked])
+    r = counts["true_rank"][ranked].to_numpy(dtype=np.int64)
+    np.add.at(state.rank_n, (t[ranked], r), n[ranked])
+    np.add.at(state.rank_w, (t[ranked], r), w[ranked])
     return state
 
 
@@ -463,11 +478,13 @@ def derive_multiclass_tables(
     calibration_bins: int = 10,
     min_slice_size: int = 0,
     custom: tuple[CustomMetric, ...] = (),
+    one_vs_one: bool = False,
 ) -> DataFrame:
     """Multiclass rows of the three tables in one frame (see ``derive_tables``)."""
 
     def run(key: tuple, table: pa.Table) -> pa.Table:
-        state = multiclass_state_from_pandas(table.to_pandas(), classes, layout.n_bins)
+        rows = table.to_pandas()
+        state = multiclass_state_from_pandas(rows, classes, layout.n_bins, one_vs_one)
         result = evaluate_multiclass(
             state, classes, layout, top_k, confidence, calibration_bins, custom
         )

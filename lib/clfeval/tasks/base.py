@@ -108,6 +108,12 @@ class Task(ABC):
             how = "clfeval's JVM scan" if misfit is None else f"Spark SQL ({misfit})"
         return f"one aggregation to {self.state_grain()} per group ({how})"
 
+    def state_layout_id(self) -> str:
+        """``layout_id`` of this task's stored states: the bin layout's fingerprint,
+        and where a task's state can take more than one shape, which one, so
+        that states of different shapes are never added."""
+        return self.layout.layout_id
+
     @abstractmethod
     def class_columns(self) -> list[Column]:
         """``class_label``, ``true_label``, ``predicted`` and ``true_rank`` of a

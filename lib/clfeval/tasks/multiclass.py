@@ -1,9 +1,11 @@
 """Multiclass classification: a probability per class per row (K classes).
 
-State per (group, class c, true class, c is the predicted class, rank of the
-true class, bin of p_c) (``core.multiclass.MulticlassState``): the one-vs-rest
-histograms, the K x K confusion counts, the true-class rank counts for top-k
-and the top-label calibration state are all sums of it.
+State per group (``core.multiclass.MulticlassState``, rows of
+``aggregate.scan_multiclass_states``): per (class c, c is the predicted class,
+bin of p_c) the one-vs-rest histograms and the top-label calibration state,
+the K x K confusion counts and the true class's rank counts for top-k: at most
+2·K·bins + 2·K² rows. ``task.one_vs_one`` adds the true class to the class
+rows (Hand & Till's one-vs-one AUC): at most 2·K²·bins + 2·K² rows.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class MulticlassTask(Task):
     def __init__(self, config: Config):
         super().__init__(config)
         self.classes = config.class_texts()
+        self.one_vs_one = config.task.one_vs_one
 
     def column_problems(self, fields: dict[str, T.DataType]) -> list[str | None]:
         """Probability vector: map<string, number> keyed by class or
@@ -204,15 +207,24 @@ class MulticlassTask(Task):
         )
 
     def state_grain(self) -> str:
-        return f"{len(self.classes)} classes x {self.layout.n_bins} bins"
+        split = " x true class" if self.one_vs_one else ""
+        return f"{len(self.classes)} classes{split} x {self.layout.n_bins} bins"
+
+    def state_layout_id(self) -> str:
+        """The layout's id and the state's shape: one-vs-rest only, or with the
+        one-vs-one split (states of the two shapes are never added)."""
+        return f"{self.layout.layout_id}-{'ovo' if self.one_vs_one else 'ovr'}"
 
     def jvm_fits(self, rows: DataFrame, jvm: JvmScan) -> str | None:
-        if aggregate.multiclass_accelerator_fits(rows, self.config, self.layout, jvm):
+        fits = aggregate.multiclass_accelerator_fits
+        if fits(rows, self.config, self.layout, jvm, self.one_vs_one):
             return None
         return "collated key columns or too many classes x bins"
 
     def scan(self, rows: DataFrame, jvm: JvmScan | None) -> DataFrame:
-        return aggregate.scan_multiclass_states(rows, self.config, self.layout, jvm)
+        return aggregate.scan_multiclass_states(
+            rows, self.config, self.layout, jvm, self.one_vs_one
+        )
 
     def class_columns(self) -> list[Column]:
         names = class_names(self.classes)
@@ -224,8 +236,15 @@ class MulticlassTask(Task):
         ]
 
     def own_states(self) -> Column:
+        """Rows of one of the three kinds, every class among this task's classes
+        (a binary state has a class and nothing else)."""
         classes = [F.lit(c) for c in self.classes]
-        return F.col("true_label").isin(*classes) & F.col("class_label").isin(*classes)
+
+        def known(column: str) -> Column:
+            return F.col(column).isNull() | F.col(column).isin(*classes)
+
+        kind = F.col("predicted").isNotNull() | F.col("true_rank").isNotNull()
+        return kind & known("class_label") & known("true_label")
 
     def derive(self, states: DataFrame) -> DataFrame:
         m = self.config.metrics
@@ -238,11 +257,12 @@ class MulticlassTask(Task):
             m.calibration_bins,
             self.config.slices.min_slice_size,
             m.custom,
+            self.one_vs_one,
         )
 
     def summarize(self, states: DataFrame) -> list[dict]:
         """Accuracy, macro F1, one-vs-rest macro AUC (with its bounds), one-vs-one
-        AUC and log loss per model version."""
+        AUC (where kept) and log loss per model version."""
         keys = ["class_label", "true_label", "predicted", "true_rank", "bin"]
         merged = (
             states.where(F.col("slice_key") == F.lit(""))
@@ -252,23 +272,24 @@ class MulticlassTask(Task):
         )
         out = []
         for (model, version), rows in sorted(merged.groupby(["model_name", "model_version"])):
-            state = derive.multiclass_state_from_pandas(rows, self.classes, self.layout.n_bins)
+            state = derive.multiclass_state_from_pandas(
+                rows, self.classes, self.layout.n_bins, self.one_vs_one
+            )
             result = evaluate_multiclass(state, self.classes, self.layout, self.config.task.top_k)
             values = {m.metric.metric: m.metric for m in result.metrics if m.class_label is None}
             auc = values["roc_auc_ovr_macro"]
-            out.append(
-                {
-                    "model": model,
-                    "version": version,
-                    "rows": state.n_rows,
-                    "classes": len(self.classes),
-                    "accuracy": values["accuracy"].value,
-                    "f1_macro": values["f1_macro"].value,
-                    "roc_auc_ovr_macro": auc.value,
-                    "auc_lower": auc.bound_lower,
-                    "auc_upper": auc.bound_upper,
-                    "roc_auc_ovo_macro": values["roc_auc_ovo_macro"].value,
-                    "log_loss": values["log_loss"].value,
-                }
-            )
+            figures = {
+                "model": model,
+                "version": version,
+                "rows": state.n_rows,
+                "classes": len(self.classes),
+                "accuracy": values["accuracy"].value,
+                "f1_macro": values["f1_macro"].value,
+                "roc_auc_ovr_macro": auc.value,
+                "auc_lower": auc.bound_lower,
+                "auc_upper": auc.bound_upper,
+            }
+            if self.one_vs_one:
+                figures["roc_auc_ovo_macro"] = values["roc_auc_ovo_macro"].value
+            out.append({**figures, "log_loss": values["log_loss"].value})
         return out

@@ -17,31 +17,35 @@ import org.apache.spark.sql.types.StructType;
 
 /**
  * The multiclass scan's states, without exploding rows, in two steps with one exchange between
- * them, as the binary scan ({@link PartitionStates}). (1) {@link #scan}: each valid row adds one
- * item per class c to its group, keyed by (c, true class y, c is the predicted class, rank of the
- * true class if c = y, bin of p_c), in a hash table from (group, item key) to sums; a task emits
+ * them, as the binary scan ({@link PartitionStates}). (1) {@link #scan}: each valid row adds K + 2
+ * items to its group, in a hash table from (group, item key) to sums: per class c one keyed by (c,
+ * c is the predicted class, bin of p_c; with one-vs-one also the true class y), one keyed by
+ * (predicted class, y) (the confusion matrix) and one keyed by (y, rank of y) (top-k); a task emits
  * one compact row per group: its items' packed keys and sums as arrays. (2) {@link #states}: those
  * rows hash-partitioned and sorted by group key, each group's items added up in one hash table,
  * then one output row per (group, item). Same states as {@code
  * clfeval.spark.aggregate.scan_multiclass_states} (its Spark SQL twin, which explodes every row
- * into K items first), up to the order of float additions.
+ * into K + 2 items first), up to the order of float additions.
  *
  * <p>Input columns: {@code keyCount} group key columns (strings, dates or integers; the reject
  * reason last), then y (int, true class index), probs (array of K doubles), pred (int, predicted
  * class index) and weight (double); y, probs, pred and weight are NULL on rejected rows.
  *
- * <p>Per item (c, p = probs[c]), with t = 1 if c = y else 0: n_rows += t, n_pos += t, n_neg += 1
- * - t, w_pos += w if t, w_neg += w if not, loss_sum += w * -log(clip(p)) if t (clip to [eps, 1 -
- * eps]), sq_err_sum += w * (p - t)^2, score_sum += w * p; rank = #{classes with a probability
- * above p_y}; bin = #{edges <= p} - 1 ({@link BinSearch}). As in Spark SQL's sums, w_pos and
- * loss_sum are NULL on items of other classes and w_neg on items of the true class.
+ * <p>Per class item (c, p = probs[c]), with t = 1 if c = y else 0: n_pos += t, n_neg += 1 - t,
+ * w_pos += w if t, w_neg += w if not, loss_sum += w * -log(clip(p)) if t (clip to [eps, 1 - eps]),
+ * sq_err_sum += w * (p - t)^2, score_sum += w * p; bin = #{edges <= p} - 1 ({@link BinSearch}).
+ * Per confusion item: n_rows += 1, n_pos += 1, w_pos += w; per rank item (rank = #{classes with
+ * a probability above p_y}): n_pos += 1, w_pos += w. As in Spark SQL's sums, a sum over no items
+ * is NULL: w_pos and loss_sum without positives, w_neg without negatives, and the score sums of
+ * the confusion and rank items.
  *
  * <p>Output columns of {@link #states}: the key columns, class_index, true_index (int), predicted
- * (boolean), true_rank (int; NULL unless c = y), bin (int), n_rows, n_pos, n_neg (long), w_pos,
- * w_neg, loss_sum, sq_err_sum, score_sum (double). A group of rejected rows emits one row: NULL
- * item keys and sums, n_rows its row count. A scan task emits and forgets its items whenever it
- * holds {@code maxItems} of them (or as many groups), so memory stays bounded; the merge holds one
- * group's items at a time.
+ * (boolean), true_rank (int), bin (int), n_rows, n_pos, n_neg (long), w_pos, w_neg, loss_sum,
+ * sq_err_sum, score_sum (double); a class item has NULL true_index (unless one-vs-one) and
+ * true_rank, a confusion item NULL true_rank and bin, a rank item NULL class_index, predicted and
+ * bin. A group of rejected rows emits one row: NULL item keys and sums, n_rows its row count. A
+ * scan task emits and forgets its items whenever it holds {@code maxItems} of them (or as many
+ * groups), so memory stays bounded; the merge holds one group's items at a time.
  */
 public final class MulticlassStates {
   private MulticlassStates() {}
@@ -71,9 +75,10 @@ public final class MulticlassStates {
 
   /**
    * Schema of {@link #scan}'s compact rows: the key fields of {@code input}, row_count (long),
-   * then items (the group's packed item keys, see {@link ItemSums#pack}), counts (items of each)
-   * and sums (its weight, loss, squared error and score sums, interleaved per item, see {@link
-   * ItemSums}); the arrays are NULL for a group without valid rows.
+   * then items (the group's packed item keys, see {@link ItemKeys}), counts (positive and negative
+   * counts of each, interleaved) and sums (its positive and negative weight, loss, squared error and
+   * score sums, interleaved per item, see {@link ItemSums}); the arrays are NULL for a group without
+   * valid rows.
    */
   public static StructType partialSchema(StructType input, int keyCount) {
     List<StructField> arrays =
@@ -88,10 +93,9 @@ public final class MulticlassStates {
     return BatchedStates.statesSchema(input, keyCount, arrays, new String[0], new String[0]);
   }
 
-  /** Whether K classes and {@code bins} bins fit the packed item key (K^2 * 2 * (K+1) * bins). */
-  public static boolean fits(int classCount, int bins) {
-    double items = (double) classCount * classCount * 2 * (classCount + 1) * bins;
-    return items < (double) (1L << ITEM_BITS);
+  /** Whether K classes and {@code bins} bins fit the packed item key ({@link ItemKeys}). */
+  public static boolean fits(int classCount, int bins, boolean oneVsOne) {
+    return new ItemKeys(classCount, bins, oneVsOne).count() < (double) (1L << ITEM_BITS);
   }
 
   /**
@@ -102,6 +106,7 @@ public final class MulticlassStates {
    * @param edgesText the bin edges as exact decimal or hexadecimal texts separated by commas
    * @param eps the log-loss clip
    * @param maxItems items a partition holds before it emits their partial sums
+   * @param oneVsOne whether the class items are also keyed by the true class
    */
   public static Dataset<Row> scan(
       Dataset<Row> rows,
@@ -109,8 +114,10 @@ public final class MulticlassStates {
       int classCount,
       String edgesText,
       double eps,
-      int maxItems) {
-    return scan(rows, keyCount, classCount, BinSearch.parseEdges(edgesText), eps, maxItems);
+      int maxItems,
+      boolean oneVsOne) {
+    ItemKeys itemKeys = new ItemKeys(classCount, BinSearch.parseEdges(edgesText).length, oneVsOne);
+    return scan(rows, keyCount, itemKeys, BinSearch.parseEdges(edgesText), eps, maxItems);
   }
 
   /**
@@ -123,44 +130,127 @@ public final class MulticlassStates {
       int classCount,
       String edgesText,
       double eps,
-      int maxItems) {
+      int maxItems,
+      boolean oneVsOne) {
     double[] edges = BinSearch.parseEdges(edgesText);
-    Dataset<Row> partial = scan(rows, keyCount, classCount, edges, eps, maxItems);
+    ItemKeys itemKeys = new ItemKeys(classCount, edges.length, oneVsOne);
+    Dataset<Row> partial = scan(rows, keyCount, itemKeys, edges, eps, maxItems);
     DataType[] keyTypes = KeyTable.keyTypesOf(partial.schema(), keyCount);
-    Merge merge = new Merge(keyTypes, classCount, edges.length);
+    Merge merge = new Merge(keyTypes, itemKeys);
     return BatchedStates.mergeByGroup(
         partial, keyCount, merge, outputSchema(rows.schema(), keyCount));
   }
 
   private static Dataset<Row> scan(
-      Dataset<Row> rows, int keyCount, int classCount, double[] edges, double eps, int maxItems) {
+      Dataset<Row> rows, int keyCount, ItemKeys itemKeys, double[] edges, double eps, int maxItems) {
     StructType schema = rows.schema();
     if (schema.fields().length != keyCount + 4) {
       throw new IllegalArgumentException(
           "expected " + keyCount + " key columns, then y, probs, pred, weight: "
               + schema.simpleString());
     }
-    if (!fits(classCount, edges.length)) {
+    if (itemKeys.count() >= (double) (1L << ITEM_BITS)) {
       throw new IllegalArgumentException(
-          classCount + " classes x " + edges.length + " bins do not fit the item key");
+          itemKeys.classCount + " classes x " + edges.length + " bins do not fit the item key");
     }
-    Scan scan = new Scan(schema, keyCount, classCount, edges, eps, Math.max(1, maxItems));
+    Scan scan = new Scan(schema, keyCount, itemKeys, edges, eps, Math.max(1, maxItems));
     return BatchedStates.mapPartitions(rows, scan, partialSchema(schema, keyCount));
   }
 
   /**
-   * An open-addressing hash table from a long key to an item's sums: a count and, interleaved per
-   * slot, its weight, loss, squared error and score sums. The scan keys it by (group index <<
-   * ITEM_BITS | item), the merge by item alone. Whether an item is of the true class is part of
-   * its key (c = y), so one count and one weight sum serve as n_rows = n_pos or n_neg, and as
-   * w_pos or w_neg.
+   * The packed item keys of K classes and B bins: class items first, {@code ((c * T + t) * 2 +
+   * predicted) * B + bin} with T = K and t the true class under one-vs-one (T = 1, t = 0 without),
+   * then the K^2 confusion items {@code (y * K + predicted class)}, then the K^2 rank items {@code
+   * (y * K + rank)}.
+   */
+  static final class ItemKeys implements java.io.Serializable {
+    private static final long serialVersionUID = 1L;
+    static final int CLASS_ITEM = 0;
+    static final int CONFUSION_ITEM = 1;
+    static final int RANK_ITEM = 2;
+    // The fields of an unpacked item key (see unpack); -1 where the kind has none.
+    static final int KIND = 0;
+    static final int CLASS = 1;
+    static final int TRUE_CLASS = 2;
+    static final int PREDICTED = 3;
+    static final int RANK = 4;
+    static final int BIN = 5;
+    static final int FIELDS = 6;
+
+    final int classCount;
+    final int binCount;
+    final boolean oneVsOne;
+    private final long classItems;
+    private final long square;
+
+    ItemKeys(int classCount, int binCount, boolean oneVsOne) {
+      this.classCount = classCount;
+      this.binCount = binCount;
+      this.oneVsOne = oneVsOne;
+      this.classItems = (long) classCount * (oneVsOne ? classCount : 1) * 2 * binCount;
+      this.square = (long) classCount * classCount;
+    }
+
+    /** How many item keys there are (as a double: it may exceed a long's range). */
+    double count() {
+      return (double) classItems + 2.0 * square;
+    }
+
+    long classItem(int c, int y, boolean predicted, int bin) {
+      long item = (long) c * (oneVsOne ? classCount : 1) + (oneVsOne ? y : 0);
+      return (item * 2 + (predicted ? 1 : 0)) * binCount + bin;
+    }
+
+    long confusionItem(int y, int predicted) {
+      return classItems + (long) y * classCount + predicted;
+    }
+
+    long rankItem(int y, int rank) {
+      return classItems + square + (long) y * classCount + rank;
+    }
+
+    /** The fields of {@code item} into {@code fields}, indexed KIND ... BIN (-1: none). */
+    void unpack(long item, int[] fields) {
+      Arrays.fill(fields, -1);
+      if (item < classItems) {
+        fields[KIND] = CLASS_ITEM;
+        fields[BIN] = (int) (item % binCount);
+        item /= binCount;
+        fields[PREDICTED] = (int) (item % 2);
+        item /= 2;
+        int trueClasses = oneVsOne ? classCount : 1;
+        if (oneVsOne) {
+          fields[TRUE_CLASS] = (int) (item % trueClasses);
+        }
+        fields[CLASS] = (int) (item / trueClasses);
+      } else if (item < classItems + square) {
+        long local = item - classItems;
+        fields[KIND] = CONFUSION_ITEM;
+        fields[TRUE_CLASS] = (int) (local / classCount);
+        fields[CLASS] = (int) (local % classCount);
+        fields[PREDICTED] = 1;
+      } else {
+        long local = item - classItems - square;
+        fields[KIND] = RANK_ITEM;
+        fields[TRUE_CLASS] = (int) (local / classCount);
+        fields[RANK] = (int) (local % classCount);
+      }
+    }
+  }
+
+  /**
+   * An open-addressing hash table from a long key to an item's sums: its positive and negative
+   * counts and, interleaved per slot, its positive and negative weight, loss, squared error and
+   * score sums. The scan keys it by (group index << ITEM_BITS | item), the merge by item alone.
    */
   static final class ItemSums {
-    static final int WEIGHT = 0;
-    static final int LOSS = 1;
-    static final int SQUARED_ERROR = 2;
-    static final int SCORE = 3;
-    static final int SUMS = 4;
+    static final int COUNTS = 2; // positives, negatives
+    static final int W_POS = 0;
+    static final int W_NEG = 1;
+    static final int LOSS = 2;
+    static final int SQUARED_ERROR = 3;
+    static final int SCORE = 4;
+    static final int SUMS = 5;
     private static final int INITIAL_SLOTS = 1 << 12;
 
     long[] keys; // key + 1 per slot, 0 = empty
@@ -174,36 +264,8 @@ public final class MulticlassStates {
 
     private void allocate(int slots) {
       keys = new long[slots];
-      counts = new long[slots];
+      counts = new long[COUNTS * slots];
       sums = new double[SUMS * slots];
-    }
-
-    // The fields of an unpacked item key (see unpack).
-    static final int CLASS = 0;
-    static final int TRUE_CLASS = 1;
-    static final int PREDICTED = 2;
-    static final int RANK = 3;
-    static final int BIN = 4;
-
-    /** The item key of class c, true class y, predicted class pred, true-class rank, bin. */
-    static long pack(int c, int y, int pred, int rank, int bin, int k, int binCount) {
-      long item = ((long) c * k + y) * 2 + (c == pred ? 1 : 0);
-      return (item * (k + 1) + (c == y ? rank : k)) * binCount + bin;
-    }
-
-    /**
-     * {@link #pack}'s fields of {@code item} into {@code fields}, indexed CLASS ... BIN: PREDICTED
-     * is 1 where c is the predicted class, RANK is k where c is not the true class.
-     */
-    static void unpack(long item, int k, int binCount, int[] fields) {
-      fields[BIN] = (int) (item % binCount);
-      item /= binCount;
-      fields[RANK] = (int) (item % (k + 1));
-      item /= k + 1;
-      fields[PREDICTED] = (int) (item % 2);
-      item /= 2;
-      fields[TRUE_CLASS] = (int) (item % k);
-      fields[CLASS] = (int) (item / k);
     }
 
     /** The slot of {@code key}, added (sums zero) when new. */
@@ -236,7 +298,7 @@ public final class MulticlassStates {
       for (int old = 0; old < oldKeys.length; old++) {
         if (oldKeys[old] != 0) {
           int s = slotOf(oldKeys[old] - 1);
-          counts[s] = oldCounts[old];
+          System.arraycopy(oldCounts, COUNTS * old, counts, COUNTS * s, COUNTS);
           System.arraycopy(oldSums, SUMS * old, sums, SUMS * s, SUMS);
         }
       }
@@ -249,7 +311,9 @@ public final class MulticlassStates {
       double[] itemSums = row.getArray(at + 2).toDoubleArray();
       for (int i = 0; i < items.length; i++) {
         int s = slotOf(items[i]);
-        counts[s] += itemCounts[i];
+        for (int j = 0; j < COUNTS; j++) {
+          counts[COUNTS * s + j] += itemCounts[COUNTS * i + j];
+        }
         for (int j = 0; j < SUMS; j++) {
           sums[SUMS * s + j] += itemSums[SUMS * i + j];
         }
@@ -272,13 +336,18 @@ public final class MulticlassStates {
   /** The scan's per-partition function (shipped to executors; all it holds is serializable). */
   static final class Scan extends BatchedStates.BinnedScan {
     private static final long serialVersionUID = 1L;
-    private final int classCount;
+    private final ItemKeys itemKeys;
     private final int maxItems;
 
     Scan(
-        StructType schema, int keyCount, int classCount, double[] edges, double eps, int maxItems) {
+        StructType schema,
+        int keyCount,
+        ItemKeys itemKeys,
+        double[] edges,
+        double eps,
+        int maxItems) {
       super(schema, keyCount, edges, eps);
-      this.classCount = classCount;
+      this.itemKeys = itemKeys;
       this.maxItems = maxItems;
     }
 
@@ -314,7 +383,7 @@ public final class MulticlassStates {
         int probsAt = keyCount + 1;
         int predAt = keyCount + 2;
         int weightAt = keyCount + 3;
-        int k = classCount;
+        int k = itemKeys.classCount;
         while (table.size < maxItems && keys.size() < maxGroups && input.hasNext()) {
           InternalRow row = input.next();
           int group = keys.indexOf(row);
@@ -331,33 +400,45 @@ public final class MulticlassStates {
           double w = row.getDouble(weightAt);
           double pTrue = probs.getDouble(y);
           int rank = 0;
-          for (int c = 0; c < k; c++) {
-            if (probs.getDouble(c) > pTrue) {
-              rank++;
-            }
-          }
           long groupBase = (long) group << ITEM_BITS;
+          double[] sums = table.sums;
+          long[] counts = table.counts;
           for (int c = 0; c < k; c++) {
             // + 0.0 turns -0.0 into 0.0 (the edges start at 0.0).
             double p = probs.getDouble(c) + 0.0;
-            long item = ItemSums.pack(c, y, pred, rank, bins.bin(p), k, binCount);
+            if (p > pTrue) {
+              rank++;
+            }
+            long item = itemKeys.classItem(c, y, c == pred, bins.bin(p));
             int s = table.slotOf(groupBase | item);
+            sums = table.sums;
+            counts = table.counts;
             int at = ItemSums.SUMS * s;
-            double[] sums = table.sums;
             if (c == y) {
               double clipped = Math.min(Math.max(p, eps), 1.0 - eps);
               sums[at + ItemSums.LOSS] += w * LogLoss.positive(clipped);
               double error = p - 1.0;
               sums[at + ItemSums.SQUARED_ERROR] += w * (error * error);
+              sums[at + ItemSums.W_POS] += w;
+              counts[ItemSums.COUNTS * s] += 1;
             } else {
               sums[at + ItemSums.SQUARED_ERROR] += w * (p * p);
+              sums[at + ItemSums.W_NEG] += w;
+              counts[ItemSums.COUNTS * s + 1] += 1;
             }
-            table.counts[s] += 1;
-            sums[at + ItemSums.WEIGHT] += w;
             sums[at + ItemSums.SCORE] += w * p;
           }
+          addCount(groupBase | itemKeys.confusionItem(y, pred), w);
+          addCount(groupBase | itemKeys.rankItem(y, rank), w);
         }
         orderSlotsByGroup();
+      }
+
+      /** One more positive of weight {@code w} on the item {@code key} (a count item). */
+      private void addCount(long key, double w) {
+        int s = table.slotOf(key);
+        table.counts[ItemSums.COUNTS * s] += 1;
+        table.sums[ItemSums.SUMS * s + ItemSums.W_POS] += w;
       }
 
       /** Counting sort of the held slots by their group (the key's bits above ITEM_BITS). */
@@ -394,12 +475,13 @@ public final class MulticlassStates {
           if (n > 0) {
             long mask = (1L << ITEM_BITS) - 1;
             long[] items = new long[n];
-            long[] counts = new long[n];
+            long[] counts = new long[ItemSums.COUNTS * n];
             double[] sums = new double[ItemSums.SUMS * n];
             for (int i = 0; i < n; i++) {
               int s = slotsByGroup[from + i];
               items[i] = (table.keys[s] - 1) & mask;
-              counts[i] = table.counts[s];
+              System.arraycopy(
+                  table.counts, ItemSums.COUNTS * s, counts, ItemSums.COUNTS * i, ItemSums.COUNTS);
               System.arraycopy(
                   table.sums, ItemSums.SUMS * s, sums, ItemSums.SUMS * i, ItemSums.SUMS);
             }
@@ -428,13 +510,11 @@ public final class MulticlassStates {
   static final class Merge implements FlatMapFunction<Iterator<InternalRow>, InternalRow> {
     private static final long serialVersionUID = 1L;
     private final DataType[] keyTypes;
-    private final int classCount;
-    private final int binCount;
+    private final ItemKeys itemKeys;
 
-    Merge(DataType[] keyTypes, int classCount, int binCount) {
+    Merge(DataType[] keyTypes, ItemKeys itemKeys) {
       this.keyTypes = keyTypes;
-      this.classCount = classCount;
-      this.binCount = binCount;
+      this.itemKeys = itemKeys;
     }
 
     @Override
@@ -444,7 +524,7 @@ public final class MulticlassStates {
 
     private final class Merged extends BatchedStates.GroupMerge {
       private final ItemSums table = new ItemSums();
-      private final int[] item = new int[5]; // an emitted slot's unpacked key
+      private final int[] item = new int[ItemKeys.FIELDS]; // an emitted slot's unpacked key
       private long rowCount;
       private int emitSlot;
       private boolean emittedAny;
@@ -489,27 +569,32 @@ public final class MulticlassStates {
 
       /** The output row of slot {@code s}: its item key unpacked, then its sums. */
       private InternalRow itemRow(int s) {
-        ItemSums.unpack(table.keys[s] - 1, classCount, binCount, item);
-        boolean isTrue = item[ItemSums.CLASS] == item[ItemSums.TRUE_CLASS];
-        long count = table.counts[s];
+        itemKeys.unpack(table.keys[s] - 1, item);
+        long positives = table.counts[ItemSums.COUNTS * s];
+        long negatives = table.counts[ItemSums.COUNTS * s + 1];
         double[] sums = table.sums;
         int at = ItemSums.SUMS * s;
+        boolean classItem = item[ItemKeys.KIND] == ItemKeys.CLASS_ITEM;
         Object[] values = Arrays.copyOf(keyValues, keyCount + VALUES);
         int v = keyCount;
-        values[v] = item[ItemSums.CLASS];
-        values[v + 1] = item[ItemSums.TRUE_CLASS];
-        values[v + 2] = item[ItemSums.PREDICTED] == 1;
-        values[v + 3] = isTrue ? (Object) item[ItemSums.RANK] : null;
-        values[v + 4] = item[ItemSums.BIN];
-        values[v + 5] = isTrue ? count : 0L;
-        values[v + 6] = isTrue ? count : 0L;
-        values[v + 7] = isTrue ? 0L : count;
-        values[v + 8] = isTrue ? (Object) sums[at + ItemSums.WEIGHT] : null;
-        values[v + 9] = isTrue ? null : (Object) sums[at + ItemSums.WEIGHT];
-        values[v + 10] = isTrue ? (Object) sums[at + ItemSums.LOSS] : null;
-        values[v + 11] = sums[at + ItemSums.SQUARED_ERROR];
-        values[v + 12] = sums[at + ItemSums.SCORE];
+        values[v] = orNull(item[ItemKeys.CLASS]);
+        values[v + 1] = orNull(item[ItemKeys.TRUE_CLASS]);
+        values[v + 2] = item[ItemKeys.PREDICTED] < 0 ? null : (Object) (item[ItemKeys.PREDICTED] == 1);
+        values[v + 3] = orNull(item[ItemKeys.RANK]);
+        values[v + 4] = orNull(item[ItemKeys.BIN]);
+        values[v + 5] = item[ItemKeys.KIND] == ItemKeys.CONFUSION_ITEM ? positives : 0L;
+        values[v + 6] = positives;
+        values[v + 7] = negatives;
+        values[v + 8] = positives > 0 ? (Object) sums[at + ItemSums.W_POS] : null;
+        values[v + 9] = negatives > 0 ? (Object) sums[at + ItemSums.W_NEG] : null;
+        values[v + 10] = classItem && positives > 0 ? (Object) sums[at + ItemSums.LOSS] : null;
+        values[v + 11] = classItem ? (Object) sums[at + ItemSums.SQUARED_ERROR] : null;
+        values[v + 12] = classItem ? (Object) sums[at + ItemSums.SCORE] : null;
         return new GenericInternalRow(values);
+      }
+
+      private Object orNull(int field) {
+        return field < 0 ? null : (Object) field;
       }
     }
   }
