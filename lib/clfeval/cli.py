@@ -490,3 +490,117 @@ def views_main(argv: list[str] | None = None) -> int:
         return EXIT_OK
 
     return run_guarded(job)
+
+
+MERGE_HELP = """\
+Merge the stored daily states (score_histograms) of clfeval runs in several
+places (clouds, regions: the [[sources]] of the config) into central tables:
+the same metrics, confusion matrices, curves, rollups, drift and alerts as one
+run over all their predictions, with `source` as a slice column. Only states
+cross between places, never a prediction (docs/multi-cloud.md).
+
+Which days: as evaluate.py; without dates, the days whose stored states changed
+in any source since the last successful merge of the same config.
+
+exit codes: as evaluate.py; 3 also for a source that is missing or unreadable
+(without --allow-missing-sources), listed twice, written by a newer clfeval, or
+whose task, labels, bins, thresholds or slices differ from the config's.
+"""
+
+MERGE_EPILOG = """\
+examples:
+  python jobs/merge.py --config conf/merge.toml
+  python jobs/merge.py --config conf/merge.toml --allow-missing-sources
+  python jobs/merge.py --config conf/merge.toml \\
+      --conf spark.jars.packages=org.apache.hadoop:hadoop-aws:3.5.0
+"""
+
+
+def merge_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="merge.py",
+        description=MERGE_HELP,
+        epilog=MERGE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", required=True, metavar="FILE", help="TOML with [[sources]]")
+    p.add_argument("--start-date", type=_date, metavar="YYYY-MM-DD", help="first day to merge")
+    p.add_argument("--end-date", type=_date, metavar="YYYY-MM-DD", help="last day, inclusive")
+    p.add_argument("--full", action="store_true", help="merge every day the sources hold")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    p.add_argument("--master", help="Spark master when run with python (default: local[*])")
+    p.add_argument(
+        "--conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a Spark setting of the session this job starts when run with python "
+        "(object-store connectors and credentials; under spark-submit use its --conf)",
+    )
+    p.add_argument(
+        "--allow-missing-sources",
+        action="store_true",
+        help="merge the sources that can be read and record the others in the run's row "
+        "(default: fail naming them)",
+    )
+    p.add_argument("--fail-on-alert", action="store_true", help="exit 5 when an alert fired")
+    shown = p.add_mutually_exclusive_group()
+    shown.add_argument("--verbose", action="store_true", help="Spark's own output too")
+    shown.add_argument("--quiet", action="store_true", help="print only the final tally")
+    shown.add_argument("--json", action="store_true", help="print only the result as JSON")
+    return p
+
+
+def merge_main(argv: list[str] | None = None) -> int:
+    args = merge_parser().parse_args(argv)
+
+    def job() -> int:
+        from clfeval.config import load_config
+
+        config = load_config(args.config, args.set)
+        problems = [f"--conf {item!r}: expected KEY=VALUE" for item in args.conf if "=" not in item]
+        if not config.sources:
+            problems.append(f"--config {args.config}: a merge needs [[sources]]")
+        if args.full and (args.start_date or args.end_date):
+            problems.append("--full merges every day: give it without --start-date/--end-date")
+        if problems:
+            raise ConfigError(problems)
+        from clfeval.io.session import build_session, spark_log
+        from clfeval.pipeline import run_merge
+        from clfeval.run.context import StopRequest
+
+        quiet = not args.verbose
+        spark = build_session(
+            "clfeval-merge",
+            master=args.master,
+            timezone=config.run.timezone,
+            extra_conf=dict(item.split("=", 1) for item in args.conf),
+            quiet=quiet,
+        )
+        log_file = str(spark_log()) if quiet and spark_log().exists() else None
+        phases = not (args.quiet or args.json)
+        stop = StopRequest()
+        with signals_stop_the_run(spark, stop):
+            result = run_merge(
+                spark,
+                config,
+                args.start_date,
+                args.end_date,
+                full=args.full,
+                log=print if phases else (lambda _: None),
+                live=phases and sys.stdout.isatty(),
+                stop=stop,
+                allow_missing=args.allow_missing_sources,
+            )
+        output = config.output.catalog_schema or config.output.path
+        if args.json:
+            print(result_json(result, output))
+        else:
+            if phases:
+                print_summary(result)
+            print("\n".join(tally(result, output, log_file)))
+        if args.fail_on_alert and result.alerts:
+            return EXIT_ALERT
+        return EXIT_OK
+
+    return run_guarded(job, verbose=args.verbose)

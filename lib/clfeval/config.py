@@ -147,6 +147,26 @@ class RunConfig:
 
 
 @dataclass(frozen=True)
+class SourceConfig:
+    """``[[sources]]`` of a merge: one place whose stored states are added up, the
+    output tables of a clfeval run there (its ``output.path`` or
+    ``output.catalog_schema``, and ``output.table_prefix``). ``name`` is the
+    place's value of the ``source`` slice column."""
+
+    name: str = ""
+    path: str | None = None
+    catalog_schema: str | None = None
+    table_prefix: str = ""
+
+
+# Task settings that only decide what is derived from the states, not the states.
+DERIVE_ONLY_TASK_KEYS = ("top_k",)
+
+# The slice column a merge adds: the value is the [[sources]] name.
+SOURCE_COLUMN = "source"
+
+
+@dataclass(frozen=True)
 class Config:
     input: InputConfig = field(default_factory=InputConfig)
     labels: LabelsConfig = field(default_factory=LabelsConfig)
@@ -157,6 +177,7 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
     run: RunConfig = field(default_factory=RunConfig)
     alerts: tuple[AlertRule, ...] = ()
+    sources: tuple[SourceConfig, ...] = ()
 
     def layout(self) -> BinLayout:
         """The fixed bin layout; operating thresholds are edges of it."""
@@ -213,7 +234,10 @@ class Config:
         return tuple(label_text(v) for v in self.task.negative_labels)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if not self.sources:  # an evaluation's hashes stay what they were before merges
+            del d["sources"]
+        return d
 
     def fingerprint(self) -> str:
         """sha256 of the canonical JSON of the whole config."""
@@ -228,7 +252,31 @@ class Config:
         d = self.to_dict()
         keep = {k: d[k] for k in ("input", "labels", "task", "bins", "metrics", "slices")}
         keep["granularities"] = d["output"]["granularities"]
+        if self.sources:
+            keep["sources"] = d["sources"]
         return _sha256(keep)
+
+    def state_settings(self) -> dict[str, Any]:
+        """The settings that decide whether stored states of two places add up:
+        the task (type, labels, classes), the bin layout (bins, thresholds and
+        calibration bins: ``layout_id``) and the slices. Recorded in ``runs``;
+        a merge compares them across its sources."""
+        d = self.to_dict()
+        task = {k: v for k, v in d["task"].items() if k not in DERIVE_ONLY_TASK_KEYS}
+        # As JSON has it (lists, not tuples): the form runs.state_settings is read back in.
+        return json.loads(
+            json.dumps(
+                {
+                    "task": task,
+                    "layout_id": self.layout().layout_id,
+                    "bins": d["bins"],
+                    "thresholds": d["metrics"]["thresholds"],
+                    "calibration_bins": d["metrics"]["calibration_bins"],
+                    "slices": d["slices"],
+                },
+                default=str,
+            )
+        )
 
 
 def _sha256(value: object) -> str:
@@ -348,7 +396,7 @@ def parse_config(raw: dict[str, Any]) -> Config:
     problems: list[str] = []
     sections: dict[str, Any] = {}
     for section_name, section_value in raw.items():
-        if section_name == "alerts":
+        if section_name in ("alerts", "sources"):
             continue
         if section_name not in SECTIONS:
             problems.append(
@@ -375,8 +423,11 @@ def parse_config(raw: dict[str, Any]) -> Config:
                 values[key] = checked
         sections[section_name] = values
     alerts = _parse_alerts(raw.get("alerts", []), problems)
+    sources = _parse_sources(raw.get("sources", []), problems)
     config = Config(
-        **{name: SECTIONS[name](**vals) for name, vals in sections.items()}, alerts=alerts
+        **{name: SECTIONS[name](**vals) for name, vals in sections.items()},
+        alerts=alerts,
+        sources=sources,
     )
     problems.extend(_semantic_problems(config))
     if problems:
@@ -496,6 +547,84 @@ def _parse_alerts(raw: Any, problems: list[str]) -> tuple[AlertRule, ...]:
     return tuple(rules)
 
 
+def _parse_sources(raw: Any, problems: list[str]) -> tuple[SourceConfig, ...]:
+    """``[[sources]]``: a list of tables, each checked like a section."""
+    if not isinstance(raw, list):
+        problems.append("sources: expected a list of tables ([[sources]])")
+        return ()
+    fields = {f.name: f for f in dataclasses.fields(SourceConfig)}
+    out = []
+    for n, item in enumerate(raw):
+        path = f"sources[{n}]"
+        if not isinstance(item, dict):
+            problems.append(f"{path}: expected a table with name and path (or catalog_schema)")
+            continue
+        values = {}
+        for key, value in item.items():
+            if key not in fields:
+                problems.append(f"{path}.{key}: unknown key{_did_you_mean(key, list(fields))}")
+                continue
+            before = len(problems)
+            checked = _check_type(f"{path}.{key}", value, str(fields[key].type), problems)
+            if len(problems) == before:
+                values[key] = checked
+        out.append(SourceConfig(**values))
+    return tuple(out)
+
+
+def source_location(source: SourceConfig) -> str:
+    """A source's place as a comparable text (local paths absolute)."""
+    where = source.catalog_schema or _normalized_location(source.path or "")
+    return f"{where} (table prefix {source.table_prefix!r})"
+
+
+def _merge_problems(c: Config) -> list[str]:
+    """A merge config: named, distinct [[sources]], no input of its own, and
+    ``source`` first in any cross that uses it."""
+    p: list[str] = []
+    if c.input.path is not None or c.input.table is not None or c.labels.enabled:
+        p.append(
+            "input / labels: a merge reads the stored states of its [[sources]]; "
+            "remove input.path, input.table and [labels]"
+        )
+    seen_names: dict[str, int] = {}
+    seen_places: dict[str, int] = {}
+    for n, s in enumerate(c.sources):
+        path = f"sources[{n}]"
+        if not s.name or not MODEL_NAME.match(s.name):
+            p.append(f"{path}.name: {s.name!r}: give a name of letters, digits and _ . : -")
+        elif s.name in seen_names:
+            p.append(f"{path}.name: {s.name!r} is also the name of sources[{seen_names[s.name]}]")
+        else:
+            seen_names[s.name] = n
+        if (s.path is None) == (s.catalog_schema is None):
+            p.append(f"{path}: set exactly one of path or catalog_schema (where its tables are)")
+            continue
+        if s.catalog_schema is not None and not SCHEMA_NAME.match(s.catalog_schema):
+            p.append(f"{path}.catalog_schema: {s.catalog_schema!r} is not a [catalog.]schema name")
+        if not PREFIX.match(s.table_prefix):
+            p.append(f"{path}.table_prefix: {s.table_prefix!r} may only hold letters, digits, _")
+        place = source_location(s)
+        if place in seen_places:
+            p.append(
+                f"{path} ({s.name}): {place} is listed twice (also sources[{seen_places[place]}]); "
+                "its states would be counted twice"
+            )
+        else:
+            seen_places[place] = n
+        central = SourceConfig(
+            path=c.output.path if c.output.catalog_schema is None else None,
+            catalog_schema=c.output.catalog_schema,
+            table_prefix=c.output.table_prefix,
+        )
+        if place == source_location(central):
+            p.append(f"{path} ({s.name}): {place} is the merge's own output; give another place")
+    for n, cross in enumerate(c.slices.crosses):
+        if SOURCE_COLUMN in cross and cross[0] != SOURCE_COLUMN:
+            p.append(f"slices.crosses[{n}]: put {SOURCE_COLUMN!r} first in a cross that uses it")
+    return p
+
+
 def _task_problems(c: Config) -> list[str]:
     t = c.task
     p: list[str] = []
@@ -543,7 +672,9 @@ def _labels_problems(c: Config) -> list[str]:
 def _semantic_problems(c: Config) -> list[str]:
     p: list[str] = []
     i = c.input
-    if (i.path is None) == (i.table is None):
+    if c.sources:
+        p.extend(_merge_problems(c))
+    elif (i.path is None) == (i.table is None):
         p.append("input: set exactly one of input.path or input.table")
     if i.table is not None and not QUALIFIED_NAME.match(i.table):
         p.append(f"input.table: {i.table!r} is not a valid [catalog.]schema.table name")

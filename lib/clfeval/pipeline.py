@@ -14,11 +14,16 @@
    when a concurrent run committed first (``run.commit.retrying``).
 7. Record the run as 'succeeded' (or 'failed', with the error) with its input
    versions, windows and output versions.
+
+A merge (``run_merge``) replaces steps 1, 2, 4 and 5: it reads the daily states
+stored by other places' runs (``run.merge``) instead of scanning predictions;
+the publish and record steps are the same.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from pyspark.sql import DataFrame, SparkSession
@@ -28,7 +33,7 @@ from clfeval.core import windows
 from clfeval.core.windows import WindowRange
 from clfeval.errors import ConfigError, RejectLimitError, RunInterrupted
 from clfeval.io import session, tables
-from clfeval.run import commit, monitoring, plan, publish
+from clfeval.run import commit, merge, plan, publish
 from clfeval.run.context import Log, Phases, RunContext, RunResult, StopRequest
 from clfeval.run.progress import TaskProgress
 from clfeval.spark import aggregate
@@ -75,12 +80,64 @@ def _evaluate(ctx: RunContext, start: dt.date | None, end: dt.date | None, full:
     for run_id in commit.mark_abandoned(ctx):
         ctx.phase(f"marked run {run_id} abandoned (its driver is gone)")
     record = commit.RunRecord(ctx, sources, day_plan, start, end)
+    return _recorded(
+        ctx, record, day_plan, lambda r: _scan_and_publish(ctx, sources, day_plan, record, r)
+    )
+
+
+def run_merge(
+    spark: SparkSession,
+    config: Config,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    log: Log = print,
+    full: bool = False,
+    live: bool = False,
+    stop: StopRequest | None = None,
+    allow_missing: bool = False,
+) -> RunResult:
+    """Merge the stored daily states of ``config.sources`` into the central tables
+    (``run.merge``); the days as in ``run_evaluation``, from the sources' states.
+    ``allow_missing``: a source that cannot be read is left out (named in the
+    run's row) instead of failing the run."""
+    if start is not None and end is not None and start > end:
+        raise ConfigError([f"--start-date {start} is after --end-date {end}"])
+    session.check_spark_version(spark)
+    task = task_for(config)
+    ctx = RunContext(spark, config, task, Phases(log, live, stop))
+    with session.run_settings(spark, {**session.RUN_CONF, **task.session_settings()}):
+        ctx.spark.conf.set("spark.sql.session.timeZone", config.run.timezone)
+        tables.check_output_location(spark, config)
+        ctx.phase(f"checking {len(config.sources)} source(s)")
+        inputs = merge.read_sources(ctx, allow_missing)
+        for why in inputs.missing:
+            ctx.phase(f"warning: left out (--allow-missing-sources): {why}")
+        day_plan = merge.plan_days(ctx, inputs, start, end, full)
+        ctx.phase(f"{day_plan.mode} merge: {day_plan.note}")
+        for run_id in commit.mark_abandoned(ctx):
+            ctx.phase(f"marked run {run_id} abandoned (its driver is gone)")
+        record = commit.RunRecord(ctx, inputs.sources, day_plan, start, end, inputs.input_name)
+        if inputs.missing:
+            record.row["message"] = "sources left out: " + "; ".join(inputs.missing)
+        return _recorded(
+            ctx, record, day_plan, lambda r: _merge_and_publish(ctx, inputs, day_plan, r)
+        )
+
+
+def _recorded(
+    ctx: RunContext,
+    record: commit.RunRecord,
+    day_plan: plan.DayPlan,
+    work: Callable[[RunResult], None],
+) -> RunResult:
+    """Run ``work`` while the run's row records it: 'running', then 'succeeded',
+    or 'failed' with the error (or the signal that stopped it)."""
     result = RunResult(record.run_id, "running", day_plan.mode)
     result.input_versions = record.input_versions
     with ThreadPoolExecutor(max_workers=1) as recorder:
         record.start(recorder)
         try:
-            _scan_and_publish(ctx, sources, day_plan, record, result)
+            work(result)
             record.wait_started()
         except BaseException as exc:
             stop = ctx.phase.stop
@@ -157,30 +214,33 @@ def _scan_and_publish(
             task.class_columns(),
             task.state_layout_id(),
         ).persist()
-        extra_metrics = monitoring.reject_metric_rows(per_day)
-        committed: dict[str, int | None] = {}
-
-        def attempt() -> publish.Published:
-            result.attempts += 1
-            # Until this run's histograms are committed, every attempt writes them
-            # (a lost commit race); after that, a retry derives from the stored ones.
-            own = fresh if "score_histograms" not in committed else None
-            try:
-                return publish.publish_windows(
-                    ctx, day_ranges, extra_metrics, per_day, own, committed
-                )
-            finally:
-                result.output_versions.update(committed)
-
-        result.attempts = 0
-        published = commit.retrying(ctx, "writing the windows", attempt)
-        result.windows = published.windows
-        result.summary = published.summary
-        result.alerts = published.alerts
+        publish.publish_run(ctx, day_ranges, per_day, fresh, result)
     finally:
         states.unpersist()
         if fresh is not None:
             fresh.unpersist()
+
+
+def _merge_and_publish(
+    ctx: RunContext, inputs: merge.MergeInputs, day_plan: plan.DayPlan, result: RunResult
+) -> None:
+    """The sources' states of the plan's days summed, then published like a scan's."""
+    if day_plan.nothing_changed:
+        ctx.phase("no source's states changed since the last merge: nothing to write")
+        return
+    ctx.phase(f"reading the stored states of {', '.join(sorted(inputs.sources))}")
+    per_day = merge.row_counts(ctx, inputs, day_plan)
+    _count_rows(per_day, result)
+    ctx.phase(f"the sources evaluated {result.rows_evaluated:,} rows of the selected days")
+    day_ranges = _day_ranges(day_plan, per_day)
+    if not day_ranges:
+        ctx.phase("warning: the sources hold no states of the selected days: nothing to write")
+        return
+    fresh = merge.daily_states(ctx, inputs, day_plan).persist()
+    try:
+        publish.publish_run(ctx, day_ranges, per_day, fresh, result)
+    finally:
+        fresh.unpersist()
 
 
 def _count_rows(per_day: list, result: RunResult) -> None:

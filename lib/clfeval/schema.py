@@ -206,6 +206,9 @@ RUNS_SCHEMA = T.StructType(
         # as 'abandoned'.
         T.StructField("host", T.StringType()),
         T.StructField("pid", T.IntegerType()),
+        # Config.state_settings() as JSON: a merge adds the stored states of
+        # places whose settings agree (docs/multi-cloud.md).
+        T.StructField("state_settings", T.StringType()),
     ]
 )
 

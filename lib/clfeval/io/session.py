@@ -259,7 +259,10 @@ def build_session(
     conf["spark.ui.showConsoleProgress"] = progress
     for key, value in conf.items():
         builder = builder.config(key, value)
-    builder = configure_spark_with_delta_pip(builder)
+    # Delta's helper sets spark.jars.packages: the caller's packages (say Hadoop's
+    # S3A connector, hadoop-aws) join Delta's instead of being replaced.
+    packages = [p for p in conf.get("spark.jars.packages", "").split(",") if p]
+    builder = configure_spark_with_delta_pip(builder, extra_packages=packages)
     if quiet and not under_spark_submit:
         with _output_to(spark_log()):
             spark = builder.getOrCreate()

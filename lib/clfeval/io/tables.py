@@ -24,7 +24,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.window import Window
 
-from clfeval.config import GRANULARITY_NAME, MODEL_NAME, Config
+from clfeval.config import GRANULARITY_NAME, MODEL_NAME, Config, SourceConfig
 from clfeval.core.windows import WindowRange
 from clfeval.errors import OutputError
 from clfeval.io import delta_info
@@ -80,6 +80,15 @@ def output_location(config: Config, table: str) -> TableLocation:
     if o.catalog_schema:
         return TableLocation(table, qualified_name=f"{o.catalog_schema}.{full}")
     return TableLocation(table, path=os.path.join(o.path, full))
+
+
+def source_table_location(source: SourceConfig, table: str) -> TableLocation:
+    """Where output table ``table`` of a merge's source (``[[sources]]``) lives."""
+    full = f"{source.table_prefix}{table}"
+    if source.catalog_schema:
+        return TableLocation(table, qualified_name=f"{source.catalog_schema}.{full}")
+    assert source.path is not None
+    return TableLocation(table, path=os.path.join(source.path, full))
 
 
 def input_location(config: Config) -> TableLocation:

@@ -10,6 +10,7 @@ most ``run.max_attempts`` times, after a jittered, growing pause.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import random
 import socket
@@ -151,7 +152,9 @@ class RunRecord:
         plan: DayPlan,
         start: dt.date | None,
         end: dt.date | None,
+        input_name: str | None = None,
     ):
+        """``input_name``: what ``runs.input`` names (default: the predictions table)."""
         self.ctx = ctx
         self.run_id = uuid.uuid4().hex
         config = ctx.config
@@ -163,8 +166,8 @@ class RunRecord:
             "config_hash": config.fingerprint(),
             "results_hash": config.results_fingerprint(),
             "code_version": __version__,
-            "input": str(sources["predictions"].loc),
-            "input_version": sources["predictions"].version,
+            "input": input_name or str(sources["predictions"].loc),
+            "input_version": None if input_name else sources["predictions"].version,
             "input_versions": self.input_versions,
             "input_table_ids": {name: s.table_id for name, s in sources.items()},
             "mode": plan.mode,
@@ -172,6 +175,7 @@ class RunRecord:
             "end_date": end,
             "host": socket.gethostname(),
             "pid": os.getpid(),
+            "state_settings": json.dumps(config.state_settings(), sort_keys=True, default=str),
         }
         self._started: Future | None = None
 

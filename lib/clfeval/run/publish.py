@@ -17,7 +17,7 @@ from pyspark.sql import DataFrame
 from clfeval.core.windows import WindowRange
 from clfeval.io import tables
 from clfeval.run import commit, monitoring
-from clfeval.run.context import RunContext
+from clfeval.run.context import RunContext, RunResult
 from clfeval.run.states import rollups, same_histograms, stored_histograms
 from clfeval.schema import METRICS_SCHEMA
 from clfeval.spark import aggregate, derive
@@ -146,3 +146,34 @@ def publish_windows(
     if latest != read_version and not same_histograms(ctx, ranges, read_version, latest):
         raise commit.StaleReadError()
     return Published(ranges, versions, summary, fired)
+
+
+def publish_run(
+    ctx: RunContext,
+    day_ranges: list[WindowRange],
+    per_day: list,
+    fresh: DataFrame,
+    result: RunResult,
+) -> None:
+    """Publish a run's daily states ``fresh`` (``publish_windows``), retried when a
+    concurrent run committed first (``commit.retrying``); fills ``result``.
+    ``per_day``: rows per (model, version, day, reject reason) for the
+    ``rejected_rows`` and label-coverage metrics."""
+    extra_metrics = monitoring.reject_metric_rows(per_day)
+    committed: dict[str, int | None] = {}
+
+    def attempt() -> Published:
+        result.attempts += 1
+        # Until this run's histograms are committed, every attempt writes them
+        # (a lost commit race); after that, a retry derives from the stored ones.
+        own = fresh if "score_histograms" not in committed else None
+        try:
+            return publish_windows(ctx, day_ranges, extra_metrics, per_day, own, committed)
+        finally:
+            result.output_versions.update(committed)
+
+    result.attempts = 0
+    published = commit.retrying(ctx, "writing the windows", attempt)
+    result.windows = published.windows
+    result.summary = published.summary
+    result.alerts = published.alerts
