@@ -15,7 +15,7 @@ CHROMIUM ?= /usr/bin/chromium
 JVM_SOURCES := $(wildcard jvm/src/main/java/io/clfeval/*.java)
 JAR := lib/clfeval/jars/clfeval-aggregators.jar
 
-.PHONY: demo test test-compat lint format bench dist clean browser jar
+.PHONY: demo test test-compat lint format bench dist clean browser jar docs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,12 @@ demo: $(STAMP) $(JAR)
 		--set input.path=$(DEMO_DIR)/predictions
 	$(PY) jobs/evaluate.py --config conf/demo_multiclass.toml \
 		--set output.path=$(DEMO_DIR)/metrics --set input.path=$(DEMO_DIR)/predictions_multiclass
+
+## docs: the monitoring notebook executed on the demo output, rendered to docs/monitoring.html
+docs: $(STAMP) $(JAR)
+	test -d $(DEMO_DIR)/metrics/metrics || $(MAKE) demo DEMO_DIR=$(DEMO_DIR) DEMO_ROWS=$(DEMO_ROWS)
+	CLFEVAL_DEMO_OUTPUT=$(abspath $(DEMO_DIR)) $(PY) -m nbconvert --to html --execute \
+		--output-dir docs --output monitoring notebooks/monitoring.ipynb
 
 ## browser: Debian's Chromium for the HTML report test (headless; needs root for apt)
 browser:

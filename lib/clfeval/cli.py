@@ -393,66 +393,70 @@ def generate_demo_main(argv: list[str] | None = None) -> int:
 def report_main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="report.py",
-        description="Write one self-contained HTML report of a model from the output tables "
-        "(headline metrics with intervals, ROC/PR curves with operating points, confusion "
-        "matrix, trends, worst slices, alerts). Plots are embedded; no network at view time.",
+        description="Write one self-contained interactive HTML report of a model from the "
+        "output tables: headline metrics per version with intervals and changes, trends with "
+        "alerts, a slice explorer, ROC/PR with operating points, confusion matrices, "
+        "calibration, score distributions, rejected rows, provenance. Only the selected rows "
+        "are read (filtered in Spark); the page needs no network.",
     )
     p.add_argument("--config", required=True, metavar="FILE", help="the evaluation's TOML config")
     p.add_argument("--model", required=True, help="model name")
-    p.add_argument("--version", help="one model version (default: all versions)")
-    p.add_argument("--output", required=True, metavar="FILE.html", help="where to write")
     p.add_argument(
-        "--day",
-        type=_date,
-        help="day of the headline metrics, curves and confusion matrix (default: the latest)",
+        "--version", action="append", default=[], help="a model version (repeat; default: all)"
     )
+    p.add_argument(
+        "--granularity",
+        action="append",
+        default=[],
+        help="day, week, month or rolling_N (repeat; default: every one in the tables)",
+    )
+    p.add_argument("--since", type=_date, help="first window start shown (default: the first)")
+    p.add_argument("--until", type=_date, help="last window start shown (default: the last)")
+    p.add_argument(
+        "--slice-key",
+        action="append",
+        default=None,
+        help="slice key of the slice explorer, e.g. region or region,device (repeat; "
+        "default: every one; '' for the overall slice only)",
+    )
+    p.add_argument("--champion", help="version the others are compared with (default: "
+                   "output.drift_baseline's champion, else the first version)")  # fmt: skip
+    p.add_argument("--output", required=True, metavar="FILE.html", help="where to write")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     p.add_argument("--master", help="Spark master (default: local[*])")
     args = p.parse_args(argv)
 
     def job() -> int:
-        import pandas as pd
-        from pyspark.sql import functions as F
-
         from clfeval.config import MODEL_NAME, load_config
-        from clfeval.io import tables
         from clfeval.io.session import build_session
-        from clfeval.report import ReportData, render
+        from clfeval.report import ReportSelection, load_report_data, render
 
         config = load_config(args.config, args.set)
-        for flag, value in (("--model", args.model), ("--version", args.version)):
+        named = [("--model", args.model), ("--champion", args.champion)]
+        named += [("--version", v) for v in args.version]
+        named += [("--granularity", g) for g in args.granularity]
+        for flag, value in named:
             if value is not None and not MODEL_NAME.match(value):
                 raise ConfigError([f"{flag} {value!r}: letters, digits and _ . : - only"])
-        spark = build_session("clfeval-report", master=args.master, timezone=config.run.timezone)
-        frames = {}
-        for name in ("metrics", "curves", "confusion_matrices", "alerts"):
-            loc = tables.output_location(config, name)
-            if not tables.table_exists(spark, loc):
-                frames[name] = pd.DataFrame()
-                continue
-            df = tables.read_table(spark, loc).where(F.col("model_name") == F.lit(args.model))
-            if args.version:
-                df = df.where(F.col("model_version") == F.lit(args.version))
-            frames[name] = df.toPandas()
-        if frames["metrics"].empty:
-            raise ConfigError(
-                [f"--model {args.model!r}: no rows in {tables.output_location(config, 'metrics')}"]
-            )
-        data = ReportData(
-            args.model,
-            args.version,
-            frames["metrics"],
-            frames["curves"],
-            frames["confusion_matrices"],
-            frames["alerts"],
+        if args.since and args.until and args.since > args.until:
+            raise ConfigError([f"--since {args.since} is after --until {args.until}"])
+        slice_keys = None
+        if args.slice_key is not None:
+            slice_keys = tuple(k for k in args.slice_key if k)
+        selection = ReportSelection(
+            model=args.model,
+            versions=tuple(args.version),
+            granularities=tuple(args.granularity),
+            since=args.since,
+            until=args.until,
+            slice_keys=slice_keys,
         )
-        days = set(frames["metrics"].window_start)
-        if args.day is not None and args.day not in days:
-            raise ConfigError([f"--day {args.day}: no metrics of {args.model!r} on that day"])
-        text = render(data, list(config.metrics.thresholds), day=args.day)
+        spark = build_session("clfeval-report", master=args.master, timezone=config.run.timezone)
+        data = load_report_data(spark, config, selection, champion=args.champion)
+        text = render(data)
         with open(args.output, "w", encoding="utf-8") as out:
             out.write(text)
-        print(f"[clfeval] wrote {args.output} ({len(text) / 1024:.0f} KiB)")
+        print(f"[clfeval] wrote {args.output} ({len(text.encode()) / 1024:.0f} KiB)")
         return EXIT_OK
 
     return run_guarded(job)
