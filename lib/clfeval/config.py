@@ -33,6 +33,7 @@ QUALIFIED_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){
 SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]*$")
 MAX_CLASSES = 200
+MAX_LABELS = 500
 MAX_THRESHOLDS = 100
 GRANULARITY_NAME = re.compile(r"^(day|week|month|rolling_([2-9]|[1-9][0-9]|[1-3][0-9][0-9]))$")
 PREFIX = re.compile(r"^[A-Za-z0-9_]*$")
@@ -81,6 +82,8 @@ class TaskConfig:
     #: Keep the per-true-class split of each class's histogram for one-vs-one
     #: (Hand & Till) AUC: states grow with K² x bins instead of K x bins.
     one_vs_one: bool = False
+    #: Multilabel: the label names, 2..MAX_LABELS (scores in this order when an array).
+    labels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -628,8 +631,12 @@ def _merge_problems(c: Config) -> list[str]:
 def _task_problems(c: Config) -> list[str]:
     t = c.task
     p: list[str] = []
-    if t.type not in ("binary", "multiclass"):
-        p.append(f"task.type: {t.type!r} must be 'binary' or 'multiclass'")
+    if t.type not in ("binary", "multiclass", "multilabel"):
+        p.append(f"task.type: {t.type!r} must be 'binary', 'multiclass' or 'multilabel'")
+    if t.type != "multilabel" and t.labels:
+        p.append("task.labels: only used with task.type = 'multilabel'")
+    if t.type == "multilabel":
+        return p + _multilabel_problems(c)
     if t.type != "multiclass":
         for key in ("classes", "top_k", "one_vs_one"):
             if getattr(t, key):
@@ -650,6 +657,29 @@ def _task_problems(c: Config) -> list[str]:
             p.append(f"task.top_k[{n}]: {k} must lie in [1, number of classes)")
     if not 0.0 < t.probability_tolerance <= 0.5:
         p.append(f"task.probability_tolerance: {t.probability_tolerance} must lie in (0, 0.5]")
+    return p
+
+
+def _multilabel_problems(c: Config) -> list[str]:
+    t = c.task
+    p = [
+        f"task.{key}: only used with task.type = 'multiclass'"
+        for key in ("classes", "top_k", "one_vs_one")
+        if getattr(t, key)
+    ]
+    if not 2 <= len(t.labels) <= MAX_LABELS:
+        p.append(
+            f"task.labels: a multilabel task needs 2 to {MAX_LABELS} labels, got {len(t.labels)}"
+        )
+    seen: set[str] = set()
+    for n, label in enumerate(t.labels):
+        if not label:
+            p.append(f"task.labels[{n}]: a label may not be empty")
+        elif label in seen:
+            p.append(f"task.labels[{n}]: {label!r} is listed twice")
+        seen.add(label)
+    if c.labels.enabled:
+        p.append("labels: a [labels] table is not supported with task.type = 'multilabel'")
     return p
 
 

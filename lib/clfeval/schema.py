@@ -276,6 +276,19 @@ REJECT_REASONS = _catalog(
         "probabilities_not_normalized",
         "the probabilities do not sum to 1 within task.probability_tolerance",
     ),
+    RejectReason(
+        "missing_label_score",
+        "multilabel: a label of task.labels has no score (a missing map key, a short array "
+        "or a NULL element)",
+    ),
+    RejectReason(
+        "extra_label_score",
+        "multilabel: a score for a label not in task.labels (a map key, or an array longer "
+        "than task.labels)",
+    ),
+    RejectReason(
+        "invalid_label_indicator", "multilabel: a value of the label map is not 0 or 1 (or NULL)"
+    ),
     RejectReason("null_predicted_class", "predicted class is NULL"),
     RejectReason("unknown_predicted_class", "predicted class is not a configured class"),
     RejectReason("null_weight", "weight is NULL"),

@@ -80,7 +80,10 @@ def read_sources(ctx: RunContext) -> dict[str, Source]:
         predictions = selection.join_labels(predictions, sources["labels"].frame, config)
     fields = {f.name: f.dataType for f in predictions.schema.fields}
     contract.check_contract(
-        predictions.schema, config, [p for p in ctx.task.column_problems(fields) if p]
+        predictions.schema,
+        config,
+        [p for p in ctx.task.column_problems(fields) if p],
+        ctx.task.checks_label_column,
     )
     contract.check_filter(predictions, config)
     return sources

@@ -26,6 +26,7 @@ from clfeval import jvm
 from clfeval.config import Config
 from clfeval.core.binary import LOG_LOSS_EPS
 from clfeval.core.bins import BinLayout
+from clfeval.core.multilabel import EMPTY_LABEL_SET, EXAMPLE_STATISTICS
 from clfeval.core.windows import WindowRange, rolling_days
 from clfeval.schema import HISTOGRAM_KEYS, KEY_COLUMNS, METRICS_SCHEMA, STATE_SUMS
 from clfeval.spark.selection import escaped_segment, segment_column_name
@@ -283,10 +284,12 @@ def jvm_partial_multiclass_states(
     rows: DataFrame, config: Config, scan: JvmScan, one_vs_one: bool = False
 ) -> DataFrame:
     """The JVM multiclass scan's compact partial states of ``rows`` (normalized):
-    per input partition, each valid row's K items summed into a hash table keyed
-    by (group, item), emitted as one row per group: the scan keys, row_count, and
-    items (packed item keys), counts and sums (weight, loss, squared error and
-    score per item, interleaved); the arrays NULL for a group without valid rows.
+    per input partition, each valid row's K + 2 items summed into a hash table
+    keyed by (group, item), emitted as one row per group: the scan keys,
+    row_count, and items (packed item keys), counts (positives and negatives per
+    item, interleaved) and sums (positive and negative weight, loss, squared
+    error and score per item, interleaved); the arrays NULL for a group without
+    valid rows.
     What ``_scan_multiclass_states_accelerated`` merges; here for tests of the scan's own step."""
     return _run_multiclass_scan(scan.multiclass.scan, rows, config, scan, one_vs_one)
 
@@ -619,3 +622,116 @@ def same_states(a: DataFrame, b: DataFrame, rtol: float = 1e-9) -> bool:
         scale = F.greatest(F.abs(x), F.abs(y), F.lit(1e-300))
         differs = differs | ~x.eqNullSafe(y) & (F.abs(x - y) > F.lit(rtol) * scale)
     return joined.where(differs).limit(1).count() == 0
+
+
+MULTILABEL_KEYS = ("label_index", "statistic")
+
+
+def _example_values(n_both: Column, n_predicted: Column, n_true: Column) -> list[Column]:
+    """Spark twin of ``core.multilabel.example_values``: the per-row values of
+    ``EXAMPLE_STATISTICS`` from |P ∩ T|, |P| and |T| (0 where a set in the
+    denominator is empty, as scikit-learn's ``zero_division=0``)."""
+    i, p, t = (c.cast("double") for c in (n_both, n_predicted, n_true))
+    zero = F.lit(0.0)
+
+    def share(num: Column, den: Column) -> Column:
+        return F.when(den > zero, num / den).otherwise(zero)
+
+    return [
+        ((i == p) & (i == t)).cast("double"),
+        share(i, p + t - i),
+        share(i, p),
+        share(i, t),
+        share(F.lit(2.0) * i, p + t),
+        (p == zero).cast("double"),
+    ]
+
+
+def _predicted_counts(truth: Column, scores: Column, tau: Column) -> tuple[Column, Column]:
+    """|P ∩ T| and |P| of a row at threshold ``tau`` (P = labels scored >= tau)."""
+    hits = F.zip_with(truth, scores, lambda y, s: (y == F.lit(1)) & (s >= tau))
+    return F.size(F.filter(hits, lambda h: h)), F.size(F.filter(scores, lambda s: s >= tau))
+
+
+def scan_multilabel_states(
+    rows: DataFrame, config: Config, layout: BinLayout, thresholds: tuple[float, ...]
+) -> DataFrame:
+    """The single aggregation for an L-label model (rows from
+    ``MultilabelTask.normalize``: ``truth`` array<int> of 0/1 and ``scores``
+    array<double>, both in label order), by Spark SQL (no JVM scan).
+
+    Every valid row adds to its group (``core.multilabel.MultilabelState``):
+
+    * one item per label l, keyed (l, bin of ``s_l``): the binary state of the
+      label (``n_pos``/``w_pos``/``loss_sum`` where l is a true label,
+      ``n_neg``/``w_neg`` where not; ``sq_err_sum``, ``score_sum``);
+    * one item per operating threshold τ and example statistic, keyed
+      (statistic, edge index of τ as ``bin``): value v in [0, 1] computed per
+      row from |P ∩ T|, |P| and |T| at τ before the explode; ``n_pos`` rows
+      with v > 0, ``n_neg`` rows with v = 0, ``w_pos`` Σ w·v, ``w_neg`` Σ w·(1 − v);
+    * one item ``[|T| = 0]`` keyed (``EMPTY_LABEL_SET``, no bin), which also
+      counts the row in ``n_rows``.
+
+    A rejected row is one item with NULL keys and sums and ``n_rows`` 1.
+    """
+    valid = F.col("reject_reason").isNull()
+    truth, scores = F.col("truth"), F.col("scores")
+    no_int, no_double = F.lit(None).cast("int"), F.lit(None).cast("double")
+
+    def item(label: Column, statistic: Column, edge: Column, v: Column, p: Column) -> Column:
+        return F.struct(
+            label.alias("l"), statistic.alias("s"), edge.alias("e"), v.alias("v"), p.alias("p")
+        )
+
+    per_label = F.transform(
+        scores,
+        lambda s, k: item(k, no_int, no_int, F.element_at(truth, k + F.lit(1)).cast("double"), s),
+    )
+    n_true = F.size(F.array_remove(truth, 0))
+    examples = []
+    for t in thresholds:
+        edge = F.lit(layout.edge_index(t))
+        n_both, n_predicted = _predicted_counts(truth, scores, F.lit(float(t)))
+        values = _example_values(n_both, n_predicted, n_true)
+        examples += [
+            item(no_int, F.lit(statistic), edge, value, no_double)
+            for statistic, value in zip(range(len(EXAMPLE_STATISTICS)), values, strict=True)
+        ]
+    empty = item(no_int, F.lit(EMPTY_LABEL_SET), no_int, (n_true == 0).cast("double"), no_double)
+    rejected = F.array(item(no_int, no_int, no_int, no_double, no_double))
+    segments = [segment_column_name(c) for c in config.finest_segments()]
+    exploded = rows.select(
+        *DAY_KEYS,
+        *segments,
+        "reject_reason",
+        "weight",
+        F.explode(
+            F.when(valid, F.concat(per_label, F.array(*examples, empty))).otherwise(rejected)
+        ).alias("item"),
+    )
+    p = F.col("item.p")
+    keyed = exploded.select(
+        *DAY_KEYS,
+        *segments,
+        "reject_reason",
+        F.col("item.l").alias("label_index"),
+        F.col("item.s").alias("statistic"),
+        F.when(p.isNotNull(), bin_index_column(p, layout)).otherwise(F.col("item.e")).alias("bin"),
+        F.col("item.v").alias("v"),
+        p.alias("p"),
+        F.col("weight").alias("w"),
+    )
+    v, w, p = F.col("v"), F.col("w"), F.col("p")
+    clipped = F.least(F.greatest(p, F.lit(LOG_LOSS_EPS)), F.lit(1.0 - LOG_LOSS_EPS))
+    loss = F.when(v == F.lit(1.0), -F.log(clipped)).otherwise(-F.log1p(-clipped))
+    counts_row = F.coalesce(F.col("statistic") == F.lit(EMPTY_LABEL_SET), F.lit(False))
+    return keyed.groupBy(*DAY_KEYS, *segments, "reject_reason", *MULTILABEL_KEYS, "bin").agg(
+        F.sum(F.when(valid, counts_row.cast("int")).otherwise(1)).cast("long").alias("n_rows"),
+        F.sum((v > F.lit(0.0)).cast("int")).cast("long").alias("n_pos"),
+        F.sum((v == F.lit(0.0)).cast("int")).cast("long").alias("n_neg"),
+        F.sum(w * v).alias("w_pos"),
+        F.sum(w * (F.lit(1.0) - v)).alias("w_neg"),
+        F.sum(F.when(p.isNotNull(), w * loss)).alias("loss_sum"),
+        F.sum(w * (v - p) ** 2).alias("sq_err_sum"),
+        F.sum(w * p).alias("score_sum"),
+    )

@@ -46,9 +46,15 @@ def _names(fields: Fields) -> str:
     return ", ".join(shown) + more
 
 
-def check_contract(schema: T.StructType, config: Config, task_problems: list[str]) -> None:
+def check_contract(
+    schema: T.StructType,
+    config: Config,
+    task_problems: list[str],
+    task_checks_label: bool = False,
+) -> None:
     """Raise ContractError listing every missing column and wrong type: the
-    columns of every task, then ``task_problems`` (``Task.column_problems``)."""
+    columns of every task, then ``task_problems`` (``Task.column_problems``;
+    ``task_checks_label``: the task checks the label column itself)."""
     fields = {f.name: f.dataType for f in schema.fields}
     i = config.input
     problems = [
@@ -59,10 +65,13 @@ def check_contract(schema: T.StructType, config: Config, task_problems: list[str
         column_problem(
             fields, "event_time_column", i.event_time_column, _TIME_TYPES, "timestamp or date"
         ),
-        column_problem(
-            fields, "label_column", i.label_column, LABEL_TYPES, "integer, boolean or string"
-        ),
     ]
+    if not task_checks_label:
+        problems.append(
+            column_problem(
+                fields, "label_column", i.label_column, LABEL_TYPES, "integer, boolean or string"
+            )
+        )
     problems += task_problems
     problems += [
         column_problem(fields, "weight_column", i.weight_column, NUMERIC_TYPES, "a numeric type"),

@@ -176,3 +176,83 @@ def demo_multiclass_predictions(
         label.alias("label"),
         probabilities.alias("probabilities"),
     )
+
+
+TAGS = ("sports", "politics", "tech", "health", "travel", "finance")
+MULTILABEL_MODELS = (("content_tagger", "v1"), ("content_tagger", "v2"))
+
+
+def demo_multilabel_predictions(
+    spark: SparkSession,
+    rows: int = 100_000,
+    days: int = 14,
+    start: dt.date = dt.date(2026, 11, 1),
+    labels: tuple[str, ...] = TAGS,
+    bad_row_rate: float = 0.003,
+    seed: int = 23,
+    partitions: int = 8,
+) -> DataFrame:
+    """Multilabel demo predictions: ``tags`` array<string> (the true labels; ~15%
+    of rows have none), ``tag_scores`` map<string,double> keyed by label; labels
+    have unequal prevalence, v2 separates them better, and a few rows are bad
+    (unknown tag, missing score key, NaN score, NULL tags).
+    """
+    base = spark.range(0, rows, numPartitions=partitions)
+    model_index = (F.col("id") % len(MULTILABEL_MODELS)).cast("int")
+    versions = F.array(*[F.lit(v) for _, v in MULTILABEL_MODELS])
+    start_epoch = calendar.timegm(start.timetuple())
+    prevalence = [0.45 / (k + 1) for k in range(len(labels))]
+    df = base.select(
+        F.col("id"),
+        F.lit(MULTILABEL_MODELS[0][0]).alias("model_name"),
+        F.element_at(versions, model_index + 1).alias("model_version"),
+        F.timestamp_seconds(F.lit(start_epoch) + F.floor(F.rand(seed) * days * 86400)).alias(
+            "event_time"
+        ),
+        _pick(REGIONS, F.rand(seed + 1 * _SEED_STRIDE), (0.35, 0.3, 0.2, 0.1, 0.05)).alias(
+            "region"
+        ),
+        F.rand(seed + 2 * _SEED_STRIDE).alias("u_bad"),
+        *[
+            (F.rand(seed + (10 + k) * _SEED_STRIDE) < F.lit(p)).alias(f"has_{k}")
+            for k, p in enumerate(prevalence)
+        ],
+        *[F.randn(seed + (40 + k) * _SEED_STRIDE).alias(f"noise_{k}") for k in range(len(labels))],
+    )
+    boost = F.when(F.col("model_version") == F.lit("v2"), F.lit(3.0)).otherwise(F.lit(2.0))
+    scores = [
+        F.lit(1.0)
+        / (
+            F.lit(1.0)
+            + F.exp(F.lit(2.0) - F.col(f"noise_{k}") - F.col(f"has_{k}").cast("int") * boost)
+        )
+        for k in range(len(labels))
+    ]
+    b = F.col("u_bad") / F.lit(bad_row_rate)
+    bad = F.col("u_bad") < F.lit(bad_row_rate)
+    pairs = [item for k, c in enumerate(labels) for item in (F.lit(c), scores[k])]
+    nan_first = [F.lit(labels[0]), F.lit(float("nan")), *pairs[2:]]
+    tag_scores = (
+        F.when(bad & (b < 0.25), F.create_map(*pairs[:-2]))  # last label's score missing
+        .when(bad & (b >= 0.25) & (b < 0.5), F.create_map(*nan_first))
+        .otherwise(F.create_map(*pairs))
+    )
+    true_tags = F.filter(
+        F.array(*[F.when(F.col(f"has_{k}"), F.lit(c)) for k, c in enumerate(labels)]),
+        lambda t: t.isNotNull(),
+    )
+    tags = (
+        F.when(bad & (b >= 0.5) & (b < 0.75), F.array_union(true_tags, F.array(F.lit("weather"))))
+        .when(bad & (b >= 0.75), F.lit(None).cast("array<string>"))
+        .otherwise(true_tags)
+    )
+    return df.select(
+        "id",
+        "model_name",
+        "model_version",
+        "event_time",
+        F.to_date("event_time").alias("date"),
+        "region",
+        tags.alias("tags"),
+        tag_scores.alias("tag_scores"),
+    )

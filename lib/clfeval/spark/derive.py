@@ -38,6 +38,12 @@ from clfeval.core.multiclass import (
     PairHistograms,
     evaluate_multiclass,
 )
+from clfeval.core.multilabel import (
+    EMPTY_LABEL_SET,
+    MultilabelEvaluation,
+    MultilabelState,
+    evaluate_multilabel,
+)
 from clfeval.schema import (
     BELOW_MIN_SLICE_SIZE,
     CONFUSION_SCHEMA,
@@ -497,6 +503,112 @@ def derive_multiclass_tables(
         return grouped.applyInArrow(run, schema=COMBINED_SCHEMA)
 
     # Spark 3.5 has no applyInArrow: the same function through pandas.
+    def run_pandas(key: tuple, frame: pd.DataFrame) -> pd.DataFrame:
+        scalars = tuple(pa.scalar(v) for v in key)
+        return run(scalars, pa.Table.from_pandas(frame, preserve_index=False)).to_pandas()
+
+    return grouped.applyInPandas(run_pandas, schema=COMBINED_SCHEMA)
+
+
+def multilabel_state_from_pandas(
+    pdf: pd.DataFrame, labels: tuple[str, ...], n_bins: int
+) -> MultilabelState:
+    """One group's multilabel state rows (``aggregate.scan_multilabel_states``,
+    with label names) as a ``MultilabelState``: rows with a label are the
+    per-label histograms, rows without one (``true_rank`` = the statistic) the
+    example sums at the threshold whose edge index is ``bin`` (none for
+    ``EMPTY_LABEL_SET``)."""
+    state = MultilabelState.empty(len(labels), n_bins)
+    index = {name: k for k, name in enumerate(labels)}
+    pdf = pdf.fillna({name: 0.0 for name in BinaryState.FIELDS[2:]})
+    per_label = pdf["class_label"].notna().to_numpy()
+    items, examples = pdf[per_label], pdf[~per_label]
+    k = items["class_label"].map(index).to_numpy(dtype=np.int64)
+    b = items["bin"].to_numpy(dtype=np.int64)
+    for name in BinaryState.FIELDS:
+        np.add.at(state.labels[name], (k, b), items[name].to_numpy())
+    for row in examples.itertuples(index=False):
+        statistic = int(row.true_rank)
+        edge = -1 if statistic == EMPTY_LABEL_SET else int(row.bin)
+        state.add_example(edge, statistic, [row.n_pos, row.n_neg, row.w_pos, row.w_neg])
+    return state
+
+
+def _multilabel_rows(
+    result: MultilabelEvaluation, state: MultilabelState, labels: tuple[str, ...]
+) -> tuple[list[dict], list[dict]]:
+    """Rows of ``metrics`` and ``confusion_matrices`` of one multilabel group: a
+    label's rows count its positives and negatives; a label's confusion matrix
+    is ``label`` against ``not_<label>``."""
+    total = state.n_rows
+    support = {label: int(state.labels["n_pos"][k].sum()) for k, label in enumerate(labels)}
+
+    def counts(label: str | None) -> dict:
+        if label is None:
+            return {"n_rows": total, "n_positive": None, "n_negative": None}
+        return {"n_rows": total, "n_positive": support[label], "n_negative": total - support[label]}
+
+    metrics = [
+        {
+            "metric": m.metric.metric,
+            "class_label": m.class_label,
+            "threshold": m.metric.threshold,
+            "value": m.metric.value,
+            "ci_lower": m.metric.ci_lower,
+            "ci_upper": m.metric.ci_upper,
+            "bound_lower": m.metric.bound_lower,
+            "bound_upper": m.metric.bound_upper,
+            "numerator": m.metric.numerator,
+            "denominator": m.metric.denominator,
+            **counts(m.class_label),
+            "weight_total": state.total_weight,
+        }
+        for m in result.metrics
+    ]
+    confusion = []
+    for label, c in result.confusions:
+        confusion += [*confusion_rows(BinaryEvaluation([], [c], []), label, f"not_{label}")]
+    return metrics, confusion
+
+
+def derive_multilabel_tables(
+    histograms: DataFrame,
+    layout: BinLayout,
+    labels: tuple[str, ...],
+    thresholds: tuple[float, ...],
+    beta: float,
+    confidence: float = 0.95,
+    policy: ThresholdPolicy | None = None,
+    calibration_bins: int = 10,
+    min_slice_size: int = 0,
+    custom: tuple[CustomMetric, ...] = (),
+    points: OperatingPoints | None = None,
+) -> DataFrame:
+    """Multilabel rows of the three tables in one frame (see ``derive_tables``):
+    per label, micro, macro/weighted and example-based (``core.multilabel``)."""
+
+    def run(key: tuple, table: pa.Table) -> pa.Table:
+        state = multilabel_state_from_pandas(table.to_pandas(), labels, layout.n_bins)
+        result = evaluate_multilabel(
+            state,
+            labels,
+            layout,
+            thresholds,
+            beta,
+            confidence,
+            policy,
+            calibration_bins,
+            custom,
+            points,
+        )
+        metrics, confusions = _multilabel_rows(result, state, labels)
+        curves = curve_columns(result.curves)
+        return _combined_table(key, metrics, confusions, curves, state.n_rows, min_slice_size)
+
+    grouped = histograms.groupBy(*KEY_COLUMNS)
+    if hasattr(grouped, "applyInArrow"):
+        return grouped.applyInArrow(run, schema=COMBINED_SCHEMA)
+
     def run_pandas(key: tuple, frame: pd.DataFrame) -> pd.DataFrame:
         scalars = tuple(pa.scalar(v) for v in key)
         return run(scalars, pa.Table.from_pandas(frame, preserve_index=False)).to_pandas()

@@ -9,10 +9,12 @@ from clfeval.config import Config
 from clfeval.tasks.base import Task
 from clfeval.tasks.binary import BinaryTask
 from clfeval.tasks.multiclass import MulticlassTask
+from clfeval.tasks.multilabel import MultilabelTask
 
 TASK_TYPES: dict[str, type[Task]] = {
     BinaryTask.type_name: BinaryTask,
     MulticlassTask.type_name: MulticlassTask,
+    MultilabelTask.type_name: MultilabelTask,
 }
 
 
@@ -21,4 +23,4 @@ def task_for(config: Config) -> Task:
     return TASK_TYPES[config.task.type](config)
 
 
-__all__ = ["TASK_TYPES", "BinaryTask", "MulticlassTask", "Task", "task_for"]
+__all__ = ["TASK_TYPES", "BinaryTask", "MulticlassTask", "MultilabelTask", "Task", "task_for"]

@@ -37,6 +37,9 @@ class Task(ABC):
     type_name: ClassVar[str]
     #: The scan's per-class key columns, next to the group keys and the bin.
     class_keys: ClassVar[tuple[str, ...]] = ()
+    #: Whether ``column_problems`` checks ``input.label_column`` itself (its
+    #: labels are not one integer, boolean or string per row).
+    checks_label_column: ClassVar[bool] = False
 
     def __init__(self, config: Config):
         self.config = config
