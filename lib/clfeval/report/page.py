@@ -30,6 +30,7 @@ import pandas as pd
 
 from clfeval.report import specs
 from clfeval.report.data import (
+    DISTRIBUTION_BUCKETS,
     HEADLINE_METRICS,
     PER_CLASS_METRICS,
     RECOMMENDED_PREFIX,
@@ -143,8 +144,6 @@ def _distribution(data: ReportData) -> pd.DataFrame:
     d = data.distribution
     if d.empty:
         return d
-    from clfeval.report.data import DISTRIBUTION_BUCKETS as B
-
     d = d.assign(window=_window(d))
     keys = ["model_version", "granularity", "window", "class_label"]
     rows = []
@@ -154,7 +153,9 @@ def _distribution(data: ReportData) -> pd.DataFrame:
         total = part.groupby(keys, dropna=False)["rows"].transform("sum")
         rows.append(part.assign(share=np.where(total > 0, part.rows / total.clip(lower=1), 0)))
     out = pd.concat(rows)
-    out = out.assign(lower=out.bucket / B, upper=(out.bucket + 1) / B)
+    out = out.assign(
+        lower=out.bucket / DISTRIBUTION_BUCKETS, upper=(out.bucket + 1) / DISTRIBUTION_BUCKETS
+    )
     return out.rename(columns={"model_version": "version"})[
         ["version", "granularity", "window", "class_label", "group", "lower", "upper", "rows",
          "share"]
