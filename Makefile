@@ -45,11 +45,13 @@ demo: $(STAMP) $(JAR)
 	$(PY) jobs/evaluate.py --config conf/demo_multiclass.toml \
 		--set output.path=$(DEMO_DIR)/metrics --set input.path=$(DEMO_DIR)/predictions_multiclass
 
-## docs: the monitoring notebook executed on the demo output, rendered to docs/monitoring.html
+## docs: the monitoring notebook executed on the demo output (stored with its outputs) and
+## rendered to docs/monitoring.html
 docs: $(STAMP) $(JAR)
 	test -d $(DEMO_DIR)/metrics/metrics || $(MAKE) demo DEMO_DIR=$(DEMO_DIR) DEMO_ROWS=$(DEMO_ROWS)
-	CLFEVAL_DEMO_OUTPUT=$(abspath $(DEMO_DIR)) $(PY) -m nbconvert --to html --execute \
-		--output-dir docs --output monitoring notebooks/monitoring.ipynb
+	CLFEVAL_DEMO_OUTPUT=$(abspath $(DEMO_DIR)) $(PY) -m nbconvert --to notebook --execute \
+		--inplace notebooks/monitoring.ipynb
+	$(PY) -m nbconvert --to html --output-dir docs --output monitoring notebooks/monitoring.ipynb
 
 ## browser: Debian's Chromium for the HTML report test (headless; needs root for apt)
 browser:
