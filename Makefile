@@ -51,7 +51,8 @@ docs: $(STAMP) $(JAR)
 	test -d $(DEMO_DIR)/metrics/metrics || $(MAKE) demo DEMO_DIR=$(DEMO_DIR) DEMO_ROWS=$(DEMO_ROWS)
 	CLFEVAL_DEMO_OUTPUT=$(abspath $(DEMO_DIR)) $(PY) -m nbconvert --to notebook --execute \
 		--inplace notebooks/monitoring.ipynb
-	$(PY) -m nbconvert --to html --output-dir docs --output monitoring notebooks/monitoring.ipynb
+	$(PY) -m nbconvert --to html --output-dir docs --output monitoring notebooks/monitoring.ipynb \
+		--HTMLExporter.mathjax_url= --HTMLExporter.require_js_url=  # no script from the network
 
 ## browser: Debian's Chromium for the HTML report test (headless; needs root for apt)
 browser:
