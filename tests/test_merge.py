@@ -8,7 +8,8 @@ weights added in another order), the binned ROC AUC equal and the exact
 equal that region's own overall slice. An incremental merge after one region
 re-evaluated a changed day re-merges that day only. Bad sources (layout
 differs, missing, listed twice, written by a newer clfeval) fail with one
-paragraph naming the location and exit code 2 or 3, and write nothing.
+paragraph naming the location and exit code 2 or 3, and write nothing
+(--allow-missing-sources: tests/test_merge_s3.py, on a real object store).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from sklearn import metrics as skm
 
 from clfeval import cli
 from clfeval.config import parse_config
-from clfeval.errors import EXIT_CONFIG, EXIT_CONTRACT, EXIT_OK
+from clfeval.errors import EXIT_CONFIG, EXIT_CONTRACT
 from clfeval.io import tables
 from clfeval.pipeline import run_evaluation, run_merge
 from clfeval.spark import demo_data
@@ -37,6 +38,8 @@ START = dt.date(2026, 3, 1)  # a Sunday: the days span two weeks
 DAYS = 4
 REGIONS = {"eu": ("EU", "MEA"), "us": ("NA", "APAC", "LATAM")}
 TIGHT = {"rtol": 1e-9, "atol": 1e-12}
+# The central tables' windows (and those of the reference run over the union).
+CENTRAL = {"granularities": ["day", "week"]}
 
 
 def settings(**sections) -> dict:
@@ -51,12 +54,13 @@ def settings(**sections) -> dict:
     return raw
 
 
-def place_config(predictions: str, output: str, **sections):
+def place_config(predictions: str, output_path: str, **sections):
     """An evaluation next to one place's predictions (its slices: device)."""
-    raw = settings(**sections)
+    # A place writes no rollups unless asked: a merge reads only its daily states.
+    raw = settings(**{"output": {"granularities": ["day"]}, **sections})
     raw["input"] = {"path": predictions, "weight_column": "weight", "date_partition_column": "date"}
     raw.setdefault("slices", {"segment_columns": ["device"]})
-    raw["output"] = {**raw["output"], "path": output}
+    raw["output"] = {**raw["output"], "path": output_path}
     return parse_config(raw)
 
 
@@ -82,6 +86,11 @@ def write_regions(spark, df, base: Path, mode: str = "overwrite") -> None:
     for name, regions in REGIONS.items():
         part = df.where(F.col("region").isin(*regions))
         part.write.format("delta").mode(mode).partitionBy("date").save(str(base / name / "pred"))
+    write_union(spark, df, base, mode)
+
+
+def write_union(spark, df, base: Path, mode: str = "overwrite") -> None:
+    """All the demo rows in one table: the input of the reference run."""
     df.write.format("delta").mode(mode).partitionBy("date").save(str(base / "union_pred"))
 
 
@@ -112,13 +121,29 @@ def assert_merge_equals_union(spark, central, union) -> None:
         )
 
 
+# The places fixture's result, computed once per session (tests/test_merge_s3.py
+# compares its merge through S3 with the same union run).
+_PLACES: list = []
+
+
 @pytest.fixture(scope="module")
 def places(spark, tmp_path_factory):
     """Two places evaluated, one union run, one merge of the two places."""
+    return evaluated_places(spark, tmp_path_factory)
+
+
+def evaluated_places(spark, tmp_path_factory):
+    """The ``places`` fixture's value, computed once a session."""
+    if not _PLACES:
+        _PLACES.append(_evaluate_places(spark, tmp_path_factory))
+    return _PLACES[0]
+
+
+def _evaluate_places(spark, tmp_path_factory):
     base = tmp_path_factory.mktemp("merge")
     write_regions(spark, demo_rows(spark), base)
     evaluate_places(spark, base, full=True)
-    union = place_config(str(base / "union_pred"), str(base / "union_out"))
+    union = place_config(str(base / "union_pred"), str(base / "union_out"), output=CENTRAL)
     run_evaluation(spark, union, log=quiet, full=True)
     sources = {name: str(base / name / "out") for name in REGIONS}
     central = parse_config(merge_raw(sources, str(base / "central")))
@@ -171,7 +196,12 @@ def test_source_slice_is_each_places_overall_slice(spark, places):
         own = place_config(str(base / name / "pred"), sources[name])
         theirs = output_frame(spark, own, "metrics")
         theirs = theirs[(theirs.slice_key == "") & (theirs.metric != "rejected_rows")]
-        mine = merged[(merged.slice_key == "source") & (merged.slice_value == name)]
+        # The places store days only; the center also rolls weeks up.
+        mine = merged[
+            (merged.slice_key == "source")
+            & (merged.slice_value == name)
+            & (merged.granularity == "day")
+        ]
         mine = mine.assign(slice_key="", slice_value="")
         columns = list(theirs.columns)
         mine = mine.sort_values([*columns[:7], "metric", "class_label", "threshold"])
@@ -198,7 +228,7 @@ def test_incremental_merge_re_merges_changed_days_only(spark, places):
     assert result.mode == "incremental"
     days = [w for w in result.windows if w.granularity == "day"]
     assert [(w.first, w.last) for w in days] == [(changed_day, changed_day)]
-    fresh = place_config(str(base / "union_pred"), str(base / "union_fresh"))
+    fresh = place_config(str(base / "union_pred"), str(base / "union_fresh"), output=CENTRAL)
     run_evaluation(spark, fresh, log=quiet, full=True)
     assert_merge_equals_union(spark, central, fresh)
     # Nothing changed since: nothing to merge.
@@ -279,16 +309,23 @@ def test_bad_sources_fail_naming_the_location(spark, places, tmp_path, capsys):
     assert not out.exists()
 
 
-def test_allow_missing_sources_merges_the_rest_and_records_them(spark, places, tmp_path, capsys):
-    _base, sources, _, _, _ = places
-    gone = str(tmp_path / "nowhere")
-    raw = merge_raw({"eu": sources["eu"], "apac": gone}, str(tmp_path / "central"))
-    code = merge_cli(tmp_path, raw, "--allow-missing-sources")
-    assert code == EXIT_OK, capsys.readouterr().err
-    central = parse_config(raw)
-    run = tables.read_runs(spark, central).first()
-    assert run["status"] == "succeeded"
-    assert "apac" in run["message"] and gone in run["message"]
-    assert set(run["input_versions"]) == {"eu"}
-    merged = output_frame(spark, central, "metrics")
-    assert set(merged[merged.slice_key == "source"].slice_value) == {"eu"}
+def test_merge_config_checks_its_sources():
+    """conf/merge.toml is a valid merge config; bad [[sources]] name the key."""
+    from clfeval.config import load_config
+    from clfeval.errors import ConfigError
+
+    example = load_config(Path(__file__).resolve().parents[1] / "conf" / "merge.toml")
+    assert [s.name for s in example.sources] == ["eu", "us", "apac"]
+    raw = merge_raw({"a": "/data/a", "b": "/data/b/"}, "/central")
+    problems = [
+        ({"sources": [*raw["sources"], {"name": "c", "path": "/data/a/"}]}, "listed twice"),
+        ({"sources": [*raw["sources"], {"name": "a", "path": "/data/c"}]}, "also the name"),
+        ({"sources": [*raw["sources"], {"name": "c", "path": "/central"}]}, "own output"),
+        ({"sources": [{"name": "x,y", "path": "/data/x"}]}, r"sources\[0\]\.name"),
+        ({"sources": [{"name": "x"}]}, "exactly one of path or catalog_schema"),
+        ({"input": {"path": "/data/p"}}, "a merge reads the stored states"),
+        ({"slices": {"crosses": [["device", "source"]]}}, "put 'source' first"),
+    ]
+    for change, expected in problems:
+        with pytest.raises(ConfigError, match=expected):
+            parse_config({**raw, **change})

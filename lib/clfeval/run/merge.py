@@ -155,11 +155,12 @@ def _source_problems(
     if settings is None:
         # Written before runs recorded their settings: the layout is in the states.
         layouts = sorted(r[0] for r in frame.select("layout_id").distinct().collect())
-        if ours["layout_id"] not in layouts:
+        expected = ctx.task.state_layout_id()
+        if expected not in layouts:
             problems.append(
-                f"{where}: its states have bin layout(s) {', '.join(layouts) or 'none'}, "
-                f"this merge's config has {ours['layout_id']} "
-                "(bins, thresholds or calibration bins differ)"
+                f"{where}: its states have layout(s) {', '.join(layouts) or 'none'}, "
+                f"this merge's config has {expected} "
+                "(bins, thresholds, calibration bins or the task's state shape differ)"
             )
         return problems
     theirs = json.loads(settings)
@@ -300,7 +301,7 @@ def daily_states(ctx: RunContext, inputs: MergeInputs, day_plan: plan.DayPlan) -
     for name, source in sorted(inputs.sources.items()):
         stored = source.frame.where(
             _selected_days(day_plan)
-            & (F.col("layout_id") == F.lit(ctx.layout.layout_id))
+            & (F.col("layout_id") == F.lit(ctx.task.state_layout_id()))
             & ctx.task.own_states()
         )
         stored = _of_models(config, stored)
