@@ -15,7 +15,7 @@ CHROMIUM ?= /usr/bin/chromium
 JVM_SOURCES := $(wildcard jvm/src/main/java/io/clfeval/*.java)
 JAR := lib/clfeval/jars/clfeval-aggregators.jar
 
-.PHONY: demo test test-compat lint format bench dist clean browser jar docs
+.PHONY: demo test test-compat lint format bench bench-multiclass dist clean browser jar docs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -77,6 +77,11 @@ test-compat: dist
 BENCH_ARGS ?= --rows 20000000 --reps 3
 bench: $(STAMP) $(JAR)
 	CLFEVAL_PROFILE=fast-local $(PY) benchmarks/bench.py $(BENCH_ARGS)
+
+## bench-multiclass: the multiclass sweep (2M rows; K = 5, 20, 50, 200), after a short binary run
+bench-multiclass: $(STAMP) $(JAR)
+	CLFEVAL_PROFILE=fast-local $(PY) benchmarks/bench.py --rows 200000 --reps 2 --skip-baselines \
+		--multiclass-k 5,20,50,200 --multiclass-rows 2000000
 
 ## dist: a wheel of clfeval and a zip of the package for spark-submit --py-files
 dist: $(STAMP) $(JAR)

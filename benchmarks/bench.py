@@ -104,12 +104,14 @@ def ensure_table(spark: SparkSession, args: argparse.Namespace) -> str:
 
 
 class PeakMemory:
-    """Samples the resident set of this process and of its JVM child every 50 ms
+    """Samples the resident set of this process, of its JVM child and of the
+    JVM's Python workers (where the derive runs; the largest one) every 50 ms
     while entered; entered again, it keeps the peaks of every time."""
 
     def __init__(self) -> None:
         self.python = 0
         self.jvm = 0
+        self.worker = 0
         self._jvm_pid = _jvm_child()
 
     @staticmethod
@@ -127,6 +129,8 @@ class PeakMemory:
             self.python = max(self.python, self._rss("self"))
             if self._jvm_pid:
                 self.jvm = max(self.jvm, self._rss(self._jvm_pid))
+                for pid in _descendants(self._jvm_pid):
+                    self.worker = max(self.worker, self._rss(pid))
             time.sleep(0.05)
 
     def __enter__(self) -> PeakMemory:
@@ -140,17 +144,35 @@ class PeakMemory:
         self._thread.join()
 
 
+def _parents() -> dict[int, int]:
+    """Every process's parent."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    return parents
+
+
+def _descendants(pid: int) -> list[int]:
+    parents = _parents()
+    found, frontier = [], {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier}
+        found += frontier
+    return found
+
+
 def _jvm_child() -> int | None:
     me = os.getpid()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for pid, parent in _parents().items():
         try:
-            stat = (entry / "stat").read_text()
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            if ppid == me and b"java" in (entry / "cmdline").read_bytes():
-                return int(entry.name)
-        except (OSError, ValueError, IndexError):
+            if parent == me and b"java" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return pid
+        except OSError:
             continue
     return None
 
@@ -563,7 +585,14 @@ def multiclass_point(spark: SparkSession, args: argparse.Namespace, k: int) -> s
         ).collect()
 
     t_floor = timed(floor, args.reps, f"multiclass K={k} floor")
-    t = timed(lambda: run_clfeval(spark, config), args.reps, f"multiclass K={k} clfeval")
+    memory = PeakMemory()
+
+    def run() -> None:
+        with memory:
+            run_clfeval(spark, config)
+
+    run_clfeval(spark, config)  # warm-up: this K's generated code, the output tables
+    t = timed(run, args.reps, f"multiclass K={k} clfeval")
     hist = tables.read_table(spark, tables.output_location(config, "score_histograms"))
     per_group = hist.groupBy("model_version", "slice_key", "slice_value", "window_start").count()
     sizes = [r["count"] for r in per_group.collect()]
@@ -577,8 +606,9 @@ def multiclass_point(spark: SparkSession, args: argparse.Namespace, k: int) -> s
         f"multiclass K={k:3d}: {median(t):.1f} s ({median(t) / median(t_floor):.2f} x its floor "
         f"{median(t_floor):.1f} s); state rows per group: median {statistics.median(sizes):.0f}, "
         f"max {max(sizes)} (overall slice median "
-        f"{statistics.median(r['count'] for r in overall):.0f}; dense bound K*K*bins = "
-        f"{k * k * config.layout().n_bins:,})"
+        f"{statistics.median(r['count'] for r in overall):.0f}; 2*K*bins = "
+        f"{2 * k * config.layout().n_bins:,}); peak memory: Python worker "
+        f"{memory.worker / 2**20:.0f} MiB, JVM {memory.jvm / 2**20:.0f} MiB"
     )
 
 
