@@ -39,11 +39,14 @@ $(JAR): $(STAMP) $(JVM_SOURCES) Makefile
 ## demo: generate a demo predictions table, evaluate it, print a summary
 demo: $(STAMP) $(JAR)
 	$(PY) jobs/generate_demo.py --output $(DEMO_DIR)/predictions --rows $(DEMO_ROWS) \
-		--multiclass-output $(DEMO_DIR)/predictions_multiclass
+		--multiclass-output $(DEMO_DIR)/predictions_multiclass \
+		--multilabel-output $(DEMO_DIR)/predictions_multilabel
 	$(PY) jobs/evaluate.py --config conf/demo.toml --set output.path=$(DEMO_DIR)/metrics \
 		--set input.path=$(DEMO_DIR)/predictions
 	$(PY) jobs/evaluate.py --config conf/demo_multiclass.toml \
 		--set output.path=$(DEMO_DIR)/metrics --set input.path=$(DEMO_DIR)/predictions_multiclass
+	$(PY) jobs/evaluate.py --config conf/demo_multilabel.toml \
+		--set output.path=$(DEMO_DIR)/metrics --set input.path=$(DEMO_DIR)/predictions_multilabel
 
 ## docs: the monitoring notebook executed on the demo output (stored with its outputs) and
 ## rendered to docs/monitoring.html

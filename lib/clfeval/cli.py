@@ -367,10 +367,19 @@ def generate_demo_main(argv: list[str] | None = None) -> int:
         help="also write a 5-class demo table (species_classifier v1/v2, probabilities as "
         "map<string,double>, string labels) here, with a fifth of --rows rows",
     )
+    p.add_argument(
+        "--multilabel-output",
+        help="also write a 6-label demo table (content_tagger v1/v2, tags as array<string>, "
+        "tag_scores as map<string,double>) here, with a tenth of --rows rows",
+    )
     args = p.parse_args(argv)
     from clfeval.io.session import build_session
     from clfeval.io.tables import write_predictions
-    from clfeval.spark.demo_data import demo_multiclass_predictions, demo_predictions
+    from clfeval.spark.demo_data import (
+        demo_multiclass_predictions,
+        demo_multilabel_predictions,
+        demo_predictions,
+    )
 
     spark = build_session("clfeval-demo-data", master=args.master, quiet=True)
     df = demo_predictions(
@@ -387,6 +396,14 @@ def generate_demo_main(argv: list[str] | None = None) -> int:
         print(f"[clfeval] writing {rows:,} multiclass demo predictions to {args.multiclass_output}")
         write_predictions(df, args.multiclass_output)
         print(f"[clfeval] wrote {args.multiclass_output}")
+    if args.multilabel_output:
+        rows = max(args.rows // 10, 1)
+        df = demo_multilabel_predictions(
+            spark, rows=rows, days=args.days, start=args.start_date, seed=args.seed + 16
+        )
+        print(f"[clfeval] writing {rows:,} multilabel demo predictions to {args.multilabel_output}")
+        write_predictions(df, args.multilabel_output)
+        print(f"[clfeval] wrote {args.multilabel_output}")
     return EXIT_OK
 
 

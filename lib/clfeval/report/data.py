@@ -28,8 +28,14 @@ HEADLINE_METRICS = (
     "roc_auc",
     "roc_auc_ovr_macro",
     "roc_auc_ovr_weighted",
+    "roc_auc_micro",
+    "roc_auc_macro",
     "average_precision",
+    "average_precision_micro",
     "accuracy",
+    "subset_accuracy",
+    "hamming_loss",
+    "jaccard_samples",
     "balanced_accuracy",
     "top_2_accuracy",
     "top_3_accuracy",
@@ -41,6 +47,7 @@ HEADLINE_METRICS = (
     "recall_macro",
     "f1_macro",
     "f1_weighted",
+    "f1_samples",
     "mcc",
     "log_loss",
     "brier_score",
@@ -63,8 +70,10 @@ PER_CLASS_METRICS = (
 SLICE_METRICS = (
     "roc_auc",
     "roc_auc_ovr_macro",
+    "roc_auc_micro",
     "average_precision",
     "accuracy",
+    "hamming_loss",
     "f1_macro",
     "precision",
     "recall",
@@ -148,15 +157,18 @@ def _read(spark: SparkSession, config: Config, name: str) -> DataFrame | None:
 
 def score_distribution(histograms: DataFrame, where: Column, buckets: int) -> DataFrame:
     """Rows per (version, window, class_label, score bucket) of the overall
-    slice, from the documented state columns only: the rows with a ``bin``
-    (multiclass confusion and rank rows have none), whose bin
+    slice, from the documented state columns only: the rows with a class and
+    a ``bin`` (multiclass confusion and rank rows have no bin, multilabel example
+    rows no class), whose bin
     [bin_lower, bin_upper) falls in the uniform bucket of its midpoint, and
     ``n_pos`` / ``n_neg`` (rows whose label is / is not ``class_label``) summed
     over every other column of the state, whatever breakdown it keeps."""
     middle = (F.col("bin_lower") + F.col("bin_upper")) / 2
     bucket = F.least(F.floor(middle * buckets), F.lit(buckets - 1)).cast("int")
     return (
-        histograms.where(where & _overall() & F.col("bin").isNotNull())
+        histograms.where(
+            where & _overall() & F.col("bin").isNotNull() & F.col("class_label").isNotNull()
+        )
         .groupBy(
             "model_version", "granularity", "window_start", "class_label", bucket.alias("bucket")
         )

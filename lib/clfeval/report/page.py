@@ -194,6 +194,9 @@ def _split_metrics(data: ReportData):
     per_class_names = [n for n in PER_CLASS_METRICS if labels_per_metric.get(n, 0) > 1]
     is_per_class = m.metric.isin(per_class_names) & m.class_label.notna()
     per_class = m[is_per_class & (m.slice == OVERALL_LABEL)]
+    # any metric of several classes (e.g. a multilabel model's per-label MCC) is not whole-model
+    several = labels_per_metric[labels_per_metric > 1].index
+    is_per_class = is_per_class | (m.metric.isin(several) & m.class_label.notna())
     rejected = _rejected_per_window(m)
     recommended = m[m.metric.str.startswith(RECOMMENDED_PREFIX) & (m.slice == OVERALL_LABEL)]
     whole = m[~is_per_class & ~m.metric.isin([REJECTED_ROWS, LABEL_COVERAGE])
