@@ -186,3 +186,29 @@ def test_curves_per_class_and_top_label(spark, multiclass) -> None:
     for label in SPECIES:
         assert set(overall[overall.class_label == label].curve) == {"roc", "pr", "calibration"}
     assert (overall[overall.class_label.isna()].curve == "calibration_top_label").all()
+
+
+def test_stored_state_rows_are_of_the_three_documented_kinds(spark, multiclass) -> None:
+    """score_histograms as the README's table reference says: class rows (a
+    class, predicted or not, a bin; the true class only with one-vs-one),
+    confusion rows (predicted and true class, predicted = true, no bin) and rank
+    rows (true class and rank, no class, no bin); at most 2·K·bins + 2·K² rows a
+    group (times K for the class rows with one-vs-one)."""
+    config, _, _ = multiclass
+    states = read(spark, config, "score_histograms")
+    binned = states[states.bin.notna()]
+    counts = states[states.bin.isna()]
+    ranks = counts[counts.true_rank.notna()]
+    confusion = counts[counts.true_rank.isna()]
+    assert len(binned) and len(ranks) and len(confusion)
+    assert binned.class_label.isin(SPECIES).all() and binned.predicted.notna().all()
+    assert binned.true_label.notna().all() == config.task.one_vs_one
+    assert binned.true_label.isna().all() != config.task.one_vs_one
+    assert binned.true_rank.isna().all()
+    assert ranks.class_label.isna().all() and ranks.predicted.isna().all()
+    assert ranks.true_label.isin(SPECIES).all()
+    assert confusion.class_label.isin(SPECIES).all() and confusion.true_label.isin(SPECIES).all()
+    assert (confusion.predicted == True).all()  # noqa: E712
+    K, bins = len(SPECIES), config.layout().n_bins
+    per_group = states.groupby(["model_version", "slice_key", "slice_value", "window_start"]).size()
+    assert per_group.max() <= 2 * K * bins * (K if config.task.one_vs_one else 1) + 2 * K * K

@@ -506,17 +506,17 @@ BUILT_IN_METRICS = frozenset(
 BASELINE = re.compile(r"^(previous_window|window:\d{4}-\d{2}-\d{2}|champion:[A-Za-z0-9_.:\-]+)$")
 
 
-def _parse_alerts(raw: Any, problems: list[str]) -> tuple[AlertRule, ...]:
-    """``[[alerts]]``: a list of rule tables, each checked like a section."""
-    if not isinstance(raw, list):
-        problems.append("alerts: expected a list of tables ([[alerts]])")
-        return ()
-    fields = {f.name: f for f in dataclasses.fields(AlertRule)}
-    rules = []
+def _table_list_items(
+    section: str, raw: list, cls: type, expected: str, problems: list[str]
+) -> list[tuple[str, dict[str, Any]]]:
+    """The checked keys of each table of ``[[section]]`` (fields of dataclass
+    ``cls``), with its path for messages; problems named by ``section[n].key``."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    items = []
     for n, item in enumerate(raw):
-        path = f"alerts[{n}]"
+        path = f"{section}[{n}]"
         if not isinstance(item, dict):
-            problems.append(f"{path}: expected a table of keys")
+            problems.append(f"{path}: expected {expected}")
             continue
         values = {}
         for key, value in item.items():
@@ -527,6 +527,17 @@ def _parse_alerts(raw: Any, problems: list[str]) -> tuple[AlertRule, ...]:
             checked = _check_type(f"{path}.{key}", value, str(fields[key].type), problems)
             if len(problems) == before:
                 values[key] = checked
+        items.append((path, values))
+    return items
+
+
+def _parse_alerts(raw: Any, problems: list[str]) -> tuple[AlertRule, ...]:
+    """``[[alerts]]``: a list of rule tables, each checked like a section."""
+    if not isinstance(raw, list):
+        problems.append("alerts: expected a list of tables ([[alerts]])")
+        return ()
+    rules = []
+    for path, values in _table_list_items("alerts", raw, AlertRule, "a table of keys", problems):
         rule = AlertRule(**values)
         if not rule.name or not MODEL_NAME.match(rule.name):
             problems.append(f"{path}.name: give a name of letters, digits and _ . : -")
@@ -555,24 +566,9 @@ def _parse_sources(raw: Any, problems: list[str]) -> tuple[SourceConfig, ...]:
     if not isinstance(raw, list):
         problems.append("sources: expected a list of tables ([[sources]])")
         return ()
-    fields = {f.name: f for f in dataclasses.fields(SourceConfig)}
-    out = []
-    for n, item in enumerate(raw):
-        path = f"sources[{n}]"
-        if not isinstance(item, dict):
-            problems.append(f"{path}: expected a table with name and path (or catalog_schema)")
-            continue
-        values = {}
-        for key, value in item.items():
-            if key not in fields:
-                problems.append(f"{path}.{key}: unknown key{_did_you_mean(key, list(fields))}")
-                continue
-            before = len(problems)
-            checked = _check_type(f"{path}.{key}", value, str(fields[key].type), problems)
-            if len(problems) == before:
-                values[key] = checked
-        out.append(SourceConfig(**values))
-    return tuple(out)
+    expected = "a table with name and path (or catalog_schema)"
+    items = _table_list_items("sources", raw, SourceConfig, expected, problems)
+    return tuple(SourceConfig(**values) for _, values in items)
 
 
 def source_location(source: SourceConfig) -> str:

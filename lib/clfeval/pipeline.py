@@ -23,8 +23,9 @@ the publish and record steps are the same.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -61,24 +62,38 @@ def run_evaluation(
     line is redrawn in place); ``stop``: set by a signal handler to stop the run
     (recorded as failed, naming the signal; RunInterrupted is raised).
     """
+    with _run_context(spark, config, start, end, Phases(log, live, stop)) as ctx:
+        return _evaluate(ctx, start, end, full)
+
+
+@contextmanager
+def _run_context(
+    spark: SparkSession, config: Config, start: dt.date | None, end: dt.date | None, phases: Phases
+) -> Iterator[RunContext]:
+    """A run's context, after the checks every run makes, with the run's
+    session settings in force while it lasts."""
     if start is not None and end is not None and start > end:
         raise ConfigError([f"--start-date {start} is after --end-date {end}"])
     session.check_spark_version(spark)
     task = task_for(config)
-    ctx = RunContext(spark, config, task, Phases(log, live, stop))
+    ctx = RunContext(spark, config, task, phases)
     with session.run_settings(spark, {**session.RUN_CONF, **task.session_settings()}):
-        return _evaluate(ctx, start, end, full)
+        spark.conf.set("spark.sql.session.timeZone", config.run.timezone)
+        tables.check_output_location(spark, config)
+        yield ctx
+
+
+def _mark_abandoned(ctx: RunContext) -> None:
+    for run_id in commit.mark_abandoned(ctx):
+        ctx.phase(f"marked run {run_id} abandoned (its driver is gone)")
 
 
 def _evaluate(ctx: RunContext, start: dt.date | None, end: dt.date | None, full: bool) -> RunResult:
-    ctx.spark.conf.set("spark.sql.session.timeZone", ctx.config.run.timezone)
-    tables.check_output_location(ctx.spark, ctx.config)
     ctx.phase(f"checking input {tables.input_location(ctx.config)}")
     sources = plan.read_sources(ctx)
     day_plan = plan.plan_days(ctx, sources, start, end, full)
     ctx.phase(f"{day_plan.mode} run: {day_plan.note}")
-    for run_id in commit.mark_abandoned(ctx):
-        ctx.phase(f"marked run {run_id} abandoned (its driver is gone)")
+    _mark_abandoned(ctx)
     record = commit.RunRecord(ctx, sources, day_plan, start, end)
     return _recorded(
         ctx, record, day_plan, lambda r: _scan_and_publish(ctx, sources, day_plan, record, r)
@@ -100,22 +115,14 @@ def run_merge(
     (``run.merge``); the days as in ``run_evaluation``, from the sources' states.
     ``allow_missing``: a source that cannot be read is left out (named in the
     run's row) instead of failing the run."""
-    if start is not None and end is not None and start > end:
-        raise ConfigError([f"--start-date {start} is after --end-date {end}"])
-    session.check_spark_version(spark)
-    task = task_for(config)
-    ctx = RunContext(spark, config, task, Phases(log, live, stop))
-    with session.run_settings(spark, {**session.RUN_CONF, **task.session_settings()}):
-        ctx.spark.conf.set("spark.sql.session.timeZone", config.run.timezone)
-        tables.check_output_location(spark, config)
+    with _run_context(spark, config, start, end, Phases(log, live, stop)) as ctx:
         ctx.phase(f"checking {len(config.sources)} source(s)")
         inputs = merge.read_sources(ctx, allow_missing)
         for why in inputs.missing:
             ctx.phase(f"warning: left out (--allow-missing-sources): {why}")
         day_plan = merge.plan_days(ctx, inputs, start, end, full)
         ctx.phase(f"{day_plan.mode} merge: {day_plan.note}")
-        for run_id in commit.mark_abandoned(ctx):
-            ctx.phase(f"marked run {run_id} abandoned (its driver is gone)")
+        _mark_abandoned(ctx)
         record = commit.RunRecord(ctx, inputs.sources, day_plan, start, end, inputs.input_name)
         if inputs.missing:
             record.row["message"] = "sources left out: " + "; ".join(inputs.missing)

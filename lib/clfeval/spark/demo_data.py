@@ -147,19 +147,26 @@ def demo_multiclass_predictions(
         F.rand(seed + 3 * _SEED_STRIDE).alias("u_bad"),
         *[F.randn(seed + (10 + k) * _SEED_STRIDE).alias(f"noise_{k}") for k in range(K)],
     )
+    # One projection after another, each reading the previous one's column K
+    # times (so Spark keeps them apart): written as one expression, each of the
+    # K probabilities would hold its own copy of the K-term sum (K² terms, more
+    # than Spark's planner handles at K = 200).
     boost = F.when(F.col("model_version") == F.lit("v2"), F.lit(2.2)).otherwise(F.lit(1.5))
-    logits = [
-        F.col(f"noise_{k}") + F.when(F.col("true_class") == F.lit(c), boost).otherwise(0.0)
+    exps = [
+        F.exp(F.col(f"noise_{k}") + F.when(F.col("true_class") == F.lit(c), boost).otherwise(0.0))
         for k, c in enumerate(classes)
     ]
-    exps = [F.exp(x) for x in logits]
-    total = reduce(lambda a, b: a + b, exps)
+    df = df.withColumn("exps", F.array(*exps))
+    elements = [F.element_at("exps", k + 1) for k in range(K)]
+    df = df.withColumn("total", reduce(lambda a, b: a + b, elements))
     b = F.col("u_bad") / F.lit(bad_row_rate)
     bad = F.col("u_bad") < F.lit(bad_row_rate)
     scale = F.when(bad & (b < 0.25), F.lit(1.2)).otherwise(F.lit(1.0))  # not normalized
-    pairs = [item for k, c in enumerate(classes) for item in (F.lit(c), exps[k] / total * scale)]
-    full = F.create_map(*pairs)
-    missing_key = F.create_map(*pairs[:-2])  # last class missing
+    df = df.withColumn("probs", F.array(*[e / F.col("total") * scale for e in elements]))
+    names = F.array(*[F.lit(c) for c in classes])
+    full = F.map_from_arrays(names, F.col("probs"))
+    # the last class missing
+    missing_key = F.map_from_arrays(F.slice(names, 1, K - 1), F.slice(F.col("probs"), 1, K - 1))
     probabilities = F.when(bad & (b >= 0.25) & (b < 0.5), missing_key).otherwise(full)
     label = (
         F.when(bad & (b >= 0.5) & (b < 0.75), F.lit("zebra"))

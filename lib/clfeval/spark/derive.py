@@ -11,7 +11,7 @@ proportional to input rows ever reaches the driver.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -390,6 +390,21 @@ def derive_tables(
     return compact.mapInArrow(run, schema=COMBINED_SCHEMA)
 
 
+def _per_group(histograms: DataFrame, run: Callable[[tuple, pa.Table], pa.Table]) -> DataFrame:
+    """``run(key, rows)`` on each (model, version, slice, window) group's state
+    rows, next to the data: its rows of the three tables (``COMBINED_SCHEMA``)."""
+    grouped = histograms.groupBy(*KEY_COLUMNS)
+    if hasattr(grouped, "applyInArrow"):
+        return grouped.applyInArrow(run, schema=COMBINED_SCHEMA)
+
+    # Spark 3.5 has no applyInArrow: the same function through pandas.
+    def run_pandas(key: tuple, frame: pd.DataFrame) -> pd.DataFrame:
+        scalars = tuple(pa.scalar(v) for v in key)
+        return run(scalars, pa.Table.from_pandas(frame, preserve_index=False)).to_pandas()
+
+    return grouped.applyInPandas(run_pandas, schema=COMBINED_SCHEMA)
+
+
 def multiclass_state_from_pandas(
     pdf: pd.DataFrame, classes: tuple[str, ...], n_bins: int, one_vs_one: bool = False
 ) -> MulticlassState:
@@ -498,16 +513,7 @@ def derive_multiclass_tables(
         curves = curve_columns(result.curves)
         return _combined_table(key, metrics, confusions, curves, state.n_rows, min_slice_size)
 
-    grouped = histograms.groupBy(*KEY_COLUMNS)
-    if hasattr(grouped, "applyInArrow"):
-        return grouped.applyInArrow(run, schema=COMBINED_SCHEMA)
-
-    # Spark 3.5 has no applyInArrow: the same function through pandas.
-    def run_pandas(key: tuple, frame: pd.DataFrame) -> pd.DataFrame:
-        scalars = tuple(pa.scalar(v) for v in key)
-        return run(scalars, pa.Table.from_pandas(frame, preserve_index=False)).to_pandas()
-
-    return grouped.applyInPandas(run_pandas, schema=COMBINED_SCHEMA)
+    return _per_group(histograms, run)
 
 
 def multilabel_state_from_pandas(
@@ -605,12 +611,4 @@ def derive_multilabel_tables(
         curves = curve_columns(result.curves)
         return _combined_table(key, metrics, confusions, curves, state.n_rows, min_slice_size)
 
-    grouped = histograms.groupBy(*KEY_COLUMNS)
-    if hasattr(grouped, "applyInArrow"):
-        return grouped.applyInArrow(run, schema=COMBINED_SCHEMA)
-
-    def run_pandas(key: tuple, frame: pd.DataFrame) -> pd.DataFrame:
-        scalars = tuple(pa.scalar(v) for v in key)
-        return run(scalars, pa.Table.from_pandas(frame, preserve_index=False)).to_pandas()
-
-    return grouped.applyInPandas(run_pandas, schema=COMBINED_SCHEMA)
+    return _per_group(histograms, run)

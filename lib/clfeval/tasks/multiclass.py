@@ -228,9 +228,15 @@ class MulticlassTask(Task):
 
     def class_columns(self) -> list[Column]:
         names = class_names(self.classes)
+
+        def name_of(index: str) -> Column:
+            # NULL for a NULL index, said outright: Spark 4.2's element_at of an
+            # array literal at a NULL position gives the last element.
+            return F.when(F.col(index).isNotNull(), F.element_at(names, F.col(index) + 1))
+
         return [
-            F.element_at(names, F.col("class_index") + 1).alias("class_label"),
-            F.element_at(names, F.col("true_index") + 1).alias("true_label"),
+            name_of("class_index").alias("class_label"),
+            name_of("true_index").alias("true_label"),
             F.col("predicted"),
             F.col("true_rank").cast("int").alias("true_rank"),
         ]
