@@ -84,7 +84,7 @@ bench: $(STAMP) $(JAR)
 ## bench-multiclass: the multiclass sweep (2M rows; K = 5, 20, 50, 200), after a short binary run
 bench-multiclass: $(STAMP) $(JAR)
 	CLFEVAL_PROFILE=fast-local $(PY) benchmarks/bench.py --rows 200000 --reps 2 --skip-baselines \
-		--multiclass-k 5,20,50,200 --multiclass-rows 2000000
+		--multiclass-k 5,20,50,200 --multiclass-rows 2000000 --driver-memory 8g
 
 ## dist: a wheel of clfeval and a zip of the package for spark-submit --py-files
 dist: $(STAMP) $(JAR)

@@ -397,6 +397,10 @@ def main() -> None:
     p.add_argument("--incremental", action="store_true", help="incremental vs full run")
     p.add_argument("--work", default="/tmp/clfeval_bench")
     p.add_argument("--master", default="local[*]")
+    p.add_argument(
+        "--driver-memory",
+        help="spark.driver.memory (local mode: driver and executors share it; default Spark's 1g)",
+    )
     args = p.parse_args()
     os.makedirs(args.work, exist_ok=True)
     # No progress bars: the benchmark prints a line per repetition, and the
@@ -404,7 +408,10 @@ def main() -> None:
     spark = build_session(
         "clfeval-bench",
         master=args.master,
-        extra_conf={"spark.ui.showConsoleProgress": "false"},
+        extra_conf={
+            "spark.ui.showConsoleProgress": "false",
+            **({"spark.driver.memory": args.driver_memory} if args.driver_memory else {}),
+        },
     )
     spark.sparkContext.setLogLevel("ERROR")
     path = ensure_table(spark, args)
